@@ -1,0 +1,12 @@
+"""The Mamba-Spike model family in PyTorch, and checkpoint loading."""
+from neurodeploy.model.config import ConfigError, MambaSpikeConfig
+from neurodeploy.model.frontend import FrontendState, SpikingFrontend
+from neurodeploy.model.lif import LIFParameters, LIFState, lif_step
+from neurodeploy.model.mamba import Mamba, MambaState, selective_scan, selective_state_update
+from neurodeploy.model.mamba_spike import BackboneState, MambaSpike, MambaSpikeOutput, MambaSpikeState
+
+__all__ = [
+    "BackboneState", "ConfigError", "FrontendState", "LIFParameters", "LIFState", "Mamba", "MambaSpike",
+    "MambaSpikeConfig", "MambaSpikeOutput", "MambaSpikeState", "MambaState", "SpikingFrontend", "lif_step",
+    "selective_scan", "selective_state_update",
+]
