@@ -72,7 +72,9 @@ class SpikingFrontend(nn.Module):
     # -- pieces shared by both paths -----------------------------------------------------
     def _feedforward(self, index: int, x: torch.Tensor) -> torch.Tensor:
         conv = (self.conv1, self.conv2, self.conv3)[index]
-        current = conv(x)
+        # channels-last: measured 2-8x faster for the 2-channel conv1 and the poolings on CPU;
+        # both paths use it so that offline and streaming round identically.
+        current = conv(x.contiguous(memory_format=torch.channels_last))
         if index < 2:
             current = pool_current(current, self.config.pooling)
         return current
@@ -96,14 +98,18 @@ class SpikingFrontend(nn.Module):
 
     # -- offline -------------------------------------------------------------------------
     def forward(
-        self, frames: torch.Tensor, state: FrontendState | None = None, *, time_chunk: int = 64
+        self, frames: torch.Tensor, state: FrontendState | None = None, *, time_chunk: int | None = None
     ) -> tuple[list[torch.Tensor], FrontendState]:
         """frames `(B, T, 2, H, W)` -> spikes per layer `(B, T, C, H, W)` and the final state.
 
         Time is processed in chunks of `time_chunk` steps so that memory stays bounded for
-        long recordings; within a chunk every convolution is one batched call.
+        long recordings; within a chunk every convolution is one batched call. The default
+        chunk holds about 256 frames (B * steps): larger batches ran slower per frame on
+        CPU (cache), smaller ones pay per-call overhead.
         """
         batch, steps = frames.shape[:2]
+        if time_chunk is None:
+            time_chunk = max(1, 256 // max(batch, 1))
         if state is None:
             state = self.initial_state(batch, device=frames.device, dtype=frames.dtype)
         per_layer: list[list[torch.Tensor]] = [[], [], []]

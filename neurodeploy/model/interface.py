@@ -30,11 +30,11 @@ def moving_average(spikes: torch.Tensor, window: int, mode: str) -> torch.Tensor
         left, right = window - 1, 0
     else:
         left, right = window // 2, window - 1 - window // 2
-    padded = F.pad(spikes.transpose(1, 2), (left, right))  # (B, F, T + k - 1)
+    padded = F.pad(spikes, (0, 0, left, right))  # (B, T + k - 1, F), features stay contiguous
     # cumulative sums make this O(T) and exact for the small integer counts involved
-    csum = F.pad(padded.cumsum(dim=-1), (1, 0))
-    windowed = csum[..., window:] - csum[..., :-window]
-    return (windowed / window).transpose(1, 2)
+    csum = F.pad(padded.cumsum(dim=1), (0, 0, 1, 0))
+    windowed = csum[:, window:] - csum[:, :-window]
+    return windowed / window
 
 
 def interface_step(spikes_t: torch.Tensor, state: InterfaceState) -> tuple[torch.Tensor, InterfaceState]:
