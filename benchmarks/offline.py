@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # TF32 convolutions (cuDNN's default) round differently enough to flip spikes near threshold
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
     config = MambaSpikeConfig.nmnist_v1()
     model = MambaSpike(config).eval().to(args.device)

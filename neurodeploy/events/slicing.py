@@ -46,6 +46,7 @@ class Slicer:
         self.t_start = t_start_us
         self._buffer = np.zeros(0, EVENT_DTYPE)
         self._last_t: int | None = None
+        self._emitted = False
 
     def push(self, events: np.ndarray) -> list[EventWindow]:
         if len(events):
@@ -95,8 +96,10 @@ class Slicer:
             w = self._buffer[: self.n_events]
             out.append(EventWindow(int(w["t"][0]), int(w["t"][-1]) + 1, w))
             self._buffer = self._buffer[stride:]
-        if final and self.keep_partial and len(self._buffer) > (self.overlap if out or self._last_t else 0) \
-                and len(self._buffer):
+        if out:
+            self._emitted = True
+        # the buffer still holds the overlap of the last full window: only new events make a window
+        if final and self.keep_partial and len(self._buffer) > (self.overlap if self._emitted else 0):
             w = self._buffer
             out.append(EventWindow(int(w["t"][0]), int(w["t"][-1]) + 1, w))
             self._buffer = self._buffer[:0]

@@ -1,0 +1,335 @@
+"""Live and growing event sources. Each is an iterator of EVENT_DTYPE packets with .sensor_size and
+.stats (events received, packets, bytes or packets lost), ends cleanly when the peer closes (or
+after idle_timeout_s of silence where a protocol has no close), and can be stopped from another
+thread with .stop()."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from .convert import FAERY_DTYPE, from_dv, from_faery
+from .detect import detect_from_bytes
+from .errors import DecodeStats, EventFileError
+from .policy import PacketChecker, ReadPolicy
+from .readers import incremental_decoder
+
+
+class _Source:
+    def __init__(self):
+        self.stats = DecodeStats()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.close()
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class FollowFile(_Source):
+    """Follow a file that is still being written (tail -f), decoding as bytes arrive with the
+    format's incremental decoder, which keeps its state (EVT3's y / time / vector base) between
+    reads. Ends after idle_timeout_s without growth, or on stop(). A partial record left at the end
+    is counted in stats.bytes_lost (truncated='count') or raises (truncated='error')."""
+
+    def __init__(self, path, sensor_size: tuple[int, int] | None = None, *, format: str | None = None,
+                 poll_s: float = 0.02, idle_timeout_s: float = 2.0, chunk_bytes: int = 1 << 20,
+                 out_of_bounds: str = "error", non_monotonic: str = "error", truncated: str = "count",
+                 layout: str | None = None, wait_for_file_s: float = 5.0):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.poll_s = poll_s
+        self.idle_timeout_s = idle_timeout_s
+        self.chunk_bytes = chunk_bytes
+        self.policy = ReadPolicy(out_of_bounds, non_monotonic, truncated)
+        self._format = format
+        self._layout = layout
+        self._override = tuple(sensor_size) if sensor_size is not None else None
+        deadline = time.monotonic() + wait_for_file_s
+        while not os.path.exists(self.path):
+            if time.monotonic() > deadline:
+                raise EventFileError(self.path, "the file did not appear", fix="start the writer first")
+            time.sleep(poll_s)
+        self._file = open(self.path, "rb")
+        self._decoder = None
+        self._pending: list[np.ndarray] = []
+        self.sensor_size = None
+        self._start()
+
+    def _read_ready(self) -> bytes:
+        """Wait for bytes; b'' means idle timeout or stop."""
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            data = self._file.read(self.chunk_bytes)
+            if data:
+                return data
+            if time.monotonic() - idle_since > self.idle_timeout_s:
+                return b""
+            time.sleep(self.poll_s)
+        return b""
+
+    def _start(self):
+        head = b""
+        while self._decoder is None or not self._decoder.header_done:
+            data = self._read_ready()
+            if not data:
+                if self._decoder is None:
+                    if not head:
+                        raise EventFileError(self.path, "no bytes arrived", offset=0, fix="start the writer first")
+                    self._decoder = incremental_decoder(self._format or detect_from_bytes(head, self.path),
+                                                        self.path, self._override, self.stats, self._layout)
+                    self._pending.append(self._decoder.feed(head))
+                self._pending.append(self._decoder.finish(self.policy.truncated))
+                self._finished = True
+                break
+            if self._decoder is None:
+                head += data
+                if len(head) < 64 and self._format is None:
+                    continue  # enough bytes to see the magic
+                self._decoder = incremental_decoder(self._format or detect_from_bytes(head, self.path),
+                                                    self.path, self._override, self.stats, self._layout)
+                data, head = head, b""
+            self._pending.append(self._decoder.feed(data))
+        else:
+            self._finished = False
+        self.sensor_size = self._decoder.sensor_size
+        if self.sensor_size is None:
+            raise EventFileError(self.path, "the stream carries no sensor size", field="sensor_size",
+                                 fix="pass sensor_size=(width, height)")
+        self._check = PacketChecker(self.path, self.sensor_size, self.policy, self.stats)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            for packet in self._pending:
+                packet = self._check(packet)
+                if len(packet):
+                    yield packet
+            self._pending = []
+            if self._finished:
+                return
+            while True:
+                data = self._read_ready()
+                if not data:
+                    before = self.stats.truncated_bytes
+                    packet = self._decoder.finish(self.policy.truncated)
+                    self.stats.bytes_lost += self.stats.truncated_bytes - before
+                    packet = self._check(packet)
+                    if len(packet):
+                        yield packet
+                    return
+                packet = self._check(self._decoder.feed(data))
+                if len(packet):
+                    yield packet
+        finally:
+            self.close()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class DvNetworkSource(_Source):
+    """The DV network stream (AEDAT4 packets over TCP or a UNIX socket), as served by DV or by
+    dv-processing's NetworkWriter, read through dv_processing.io.NetworkReader. Ends when the
+    server closes the connection. TCP does not lose bytes; a connection cut mid-packet ends the
+    stream (dv-processing discards the incomplete packet; counted as one packet lost)."""
+
+    def __init__(self, host: str | None = None, port: int | None = None, *, socket_path: str | None = None,
+                 sensor_size: tuple[int, int] | None = None, out_of_bounds: str = "error",
+                 non_monotonic: str = "error"):
+        super().__init__()
+        import dv_processing as dv
+
+        self.name = socket_path if socket_path is not None else f"tcp://{host}:{port}"
+        try:
+            self._reader = dv.io.NetworkReader(socket_path) if socket_path is not None else \
+                dv.io.NetworkReader(host, int(port))
+        except Exception as exc:
+            raise EventFileError(self.name, f"cannot connect to the DV stream: {exc}",
+                                 fix="start the DV NetworkWriter / DV output module first") from exc
+        if not self._reader.isEventStreamAvailable():
+            raise EventFileError(self.name, "the DV stream carries no events", field="stream",
+                                 fix="connect to an event output")
+        resolution = self._reader.getEventResolution()
+        header = (int(resolution[0]), int(resolution[1])) if resolution is not None else None
+        self.sensor_size = tuple(sensor_size) if sensor_size is not None else header
+        if self.sensor_size is None:
+            raise EventFileError(self.name, "the stream declares no resolution", field="sensor_size",
+                                 fix="pass sensor_size=(width, height)")
+        self._check = PacketChecker(self.name, self.sensor_size, ReadPolicy(out_of_bounds, non_monotonic), self.stats)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while not self._stop.is_set():
+            try:
+                batch = self._reader.getNextEventBatch()
+            except Exception as exc:  # the peer cut the connection inside a packet
+                self.stats.packets_lost += 1
+                if "end of file" in str(exc).lower() or "eof" in str(exc).lower():
+                    return
+                raise EventFileError(self.name, f"the DV stream failed: {exc}",
+                                     fix="check the server; reconnect to resume") from exc
+            if batch is None:
+                if not self._reader.isRunning():
+                    return
+                time.sleep(0.001)
+                continue
+            packet = self._check(from_dv(batch))
+            if len(packet):
+                yield packet
+
+
+class UdpSource(_Source):
+    """UDP datagrams in faery's t64_x16_y16_on8 layout (13-byte little-endian events: u64 t, u16 x,
+    u16 y, u8 on), as faery's UDP encoder sends them. The layout has no sequence numbers, so loss
+    shows only as: a datagram that is not a whole number of events (the tail is counted in
+    bytes_lost) and a datagram whose first timestamp is older than the last delivered one
+    (reordered or duplicated: dropped and counted in packets_lost). UDP has no close: the stream
+    ends on an empty datagram (what send_udp() sends last), after idle_timeout_s, or on stop()."""
+
+    def __init__(self, host: str, port: int, sensor_size: tuple[int, int], *, idle_timeout_s: float = 2.0,
+                 out_of_bounds: str = "error"):
+        super().__init__()
+        self.sensor_size = tuple(sensor_size)
+        self.idle_timeout_s = idle_timeout_s
+        self.name = f"udp://{host}:{port}"
+        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind((host, port))
+        self._socket.settimeout(0.05)
+        self.address = self._socket.getsockname()
+        self._check = PacketChecker(self.name, self.sensor_size, ReadPolicy(out_of_bounds, "keep"), self.stats)
+        self._last_t = -1
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = self._socket.recv(65536)
+                except socket.timeout:
+                    if time.monotonic() - idle_since > self.idle_timeout_s:
+                        return
+                    continue
+                idle_since = time.monotonic()
+                self.stats.bytes_read += len(data)
+                if not data:
+                    return
+                whole = len(data) // FAERY_DTYPE.itemsize * FAERY_DTYPE.itemsize
+                self.stats.bytes_lost += len(data) - whole
+                raw = np.frombuffer(data, FAERY_DTYPE, count=whole // FAERY_DTYPE.itemsize)
+                if len(raw) == 0:
+                    continue
+                if int(raw["t"][0]) < self._last_t or np.any(np.diff(raw["t"].astype(np.int64)) < 0):
+                    self.stats.packets_lost += 1
+                    continue
+                self._last_t = int(raw["t"][-1])
+                packet = self._check(from_faery(raw))
+                if len(packet):
+                    yield packet
+        finally:
+            self.close()
+
+    def close(self):
+        self._socket.close()
+
+
+def send_udp(events: np.ndarray, address: tuple[str, int], events_per_packet: int = 100) -> int:
+    """Send events as faery's UDP encoder does (t64_x16_y16_on8), then an empty end-of-stream
+    datagram. Returns the number of datagrams with events."""
+    from .convert import to_faery
+
+    raw = to_faery(events)
+    sent = 0
+    with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(0, len(raw), events_per_packet):
+            s.sendto(raw[i:i + events_per_packet].tobytes(), address)
+            sent += 1
+        s.sendto(b"", address)
+    return sent
+
+
+class CsvStreamSource(_Source):
+    """CSV events from a text or binary stream (stdin by default), line by line as they come;
+    ends at end of input. The sensor size from a '# sensor_size: WxH' comment or the argument."""
+
+    def __init__(self, stream=None, sensor_size: tuple[int, int] | None = None, *, out_of_bounds: str = "error",
+                 non_monotonic: str = "error", truncated: str = "count", lines_per_packet: int = 1024):
+        super().__init__()
+        stream = stream if stream is not None else sys.stdin
+        self._stream = getattr(stream, "buffer", stream)
+        self.name = getattr(stream, "name", "<stdin>")
+        self.lines_per_packet = lines_per_packet
+        self.policy = ReadPolicy(out_of_bounds, non_monotonic, truncated)
+        self._decoder = incremental_decoder("csv", str(self.name), sensor_size, self.stats)
+        self._pending = []
+        while not self._decoder.header_done:
+            line = self._stream.readline()
+            if isinstance(line, str):
+                line = line.encode()
+            if not line:
+                self._pending.append(self._decoder.finish(truncated))
+                break
+            self._pending.append(self._decoder.feed(line))
+        self.sensor_size = self._decoder.sensor_size
+        if self.sensor_size is None:
+            raise EventFileError(str(self.name), "no '# sensor_size: WxH' comment before the data",
+                                 field="sensor_size", fix="pass sensor_size=(width, height)")
+        self._check = PacketChecker(str(self.name), self.sensor_size, self.policy, self.stats)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for packet in self._pending:
+            packet = self._check(packet)
+            if len(packet):
+                yield packet
+        self._pending = []
+        if self._decoder.header_done and not self._decoder._buffer and self._stream is None:
+            return
+        lines = []
+        while not self._stop.is_set():
+            line = self._stream.readline()
+            if isinstance(line, str):
+                line = line.encode()
+            if line:
+                lines.append(line)
+            if lines and (not line or len(lines) >= self.lines_per_packet):
+                packet = self._check(self._decoder.feed(b"".join(lines)))
+                lines = []
+                if len(packet):
+                    yield packet
+            if not line:
+                before = self.stats.truncated_bytes
+                packet = self._check(self._decoder.finish(self.policy.truncated))
+                self.stats.bytes_lost += self.stats.truncated_bytes - before
+                if len(packet):
+                    yield packet
+                return
+
+
+def follow_file(path, sensor_size=None, **kwargs) -> FollowFile:
+    return FollowFile(path, sensor_size, **kwargs)
+
+
+def dv_network_source(host: str | None = None, port: int | None = None, **kwargs) -> DvNetworkSource:
+    return DvNetworkSource(host, port, **kwargs)
+
+
+def udp_source(host: str, port: int, sensor_size: tuple[int, int], **kwargs) -> UdpSource:
+    return UdpSource(host, port, sensor_size, **kwargs)
+
+
+def csv_stdin_source(stream=None, sensor_size=None, **kwargs) -> CsvStreamSource:
+    return CsvStreamSource(stream, sensor_size, **kwargs)

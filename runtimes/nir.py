@@ -1,0 +1,416 @@
+"""Run a NIR front-end graph in torch, step by step: our own node map on nirtorch, and norse.
+
+`NIRFrontendRuntime` maps every node to a torch module (this module's `node_map`) and lets
+`nirtorch.nir_to_torch` wire them into a stateful torch.fx graph. It honours the metadata
+documented in `neurodeploy.exporters.nir` (exact beta, subtract/zero/none reset, delayed or
+immediate reset, strict compare, recurrent convs active from step 1) and refuses what it
+cannot honour, naming the node. Graphs without that metadata (written by other tools) are
+run with NIR's own semantics: Euler-discretised `tau dv/dt = v_leak - v + r I`, reset to
+`v_reset` in the step that spikes, strict compare; `dt` then comes from the graph's metadata
+or the caller.
+
+Time in the executed graph: every edge passes its value within the same step; a cycle
+(`lif_k -> rec_k -> lif_k`) delivers the previous step's output, zero before the first step
+(nirtorch's `<node>_prev_output` cache), which is exactly "active_from_step = 1".
+
+`NorseFrontendRuntime` loads the same graph through `norse.torch.from_nir` (norse 1.1.0), an
+independent reader. Where norse's semantics differ from the graph's (read from norse's
+`import_nir.py`, `lif_box.py` and nirtorch's deprecated `load` that it calls):
+
+- r: norse ignores `r` (it only warns), integrating `v += dt/tau * (v_leak - v + I)`; an
+  input is thus scaled by dt/tau = 1 - beta. We hand norse a copy of the graph with `r`
+  folded into the weights and biases that feed each neuron (exact in real arithmetic,
+  rounded in float32) and r = 1.
+- dt: norse takes dt as an argument (default 1e-3) and never reads it from the graph; we
+  pass the graph's.
+- reset: a `nir.LIF` always resets to v_reset in the step that spikes (`reset_value`;
+  from_nir's `reset_method` only reaches CubaLIF). Subtractive and delayed resets are not
+  expressible, so graphs using them are refused unless `allow_mismatch=True`.
+- pooling: SumPool2d becomes `LPPool2d(norm_type=1)` = avg_pool * 4 (equal to a sum only
+  up to rounding); AvgPool2d has no mapping and would be dropped without a word, so it is
+  refused.
+- Flatten: norse applies NIR's batch-free start_dim to batched tensors, flattening the batch
+  in too; we reshape the output back to (B, C, H, W).
+- recurrence / delay: nirtorch's GraphExecutor feeds a cycle the previous step's cached
+  output (nothing at the first step), the same one-step delay as ours; feed-forward edges
+  add no delay in either.
+So norse agrees with us exactly only for reset "zero", timing "immediate", sum pooling, and
+arithmetic that is exact in float32 (the norse parity test uses power-of-two dt, beta 0.5
+and dyadic weights); in general it agrees to float rounding.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import math
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurodeploy.exporters.nir import read_frontend
+from neurodeploy.model.lif import LIFParameters, LIFState, lif_initial_state, lif_step
+
+NEURON_TYPES = (nir.LIF, nir.IF, nir.CubaLIF)
+# r*dt/tau of a graph written as tau = dt/(1-beta), r = tau/dt is 1 up to the float32
+# rounding of r and tau; closer than this is taken as exactly 1 (no extra multiply).
+UNIT_SCALE_TOLERANCE = 1e-6
+
+
+class UnsupportedGraphError(ValueError):
+    """A NIR graph (or one of its nodes) this runtime cannot execute faithfully."""
+
+
+# -- the graph's time step and neuron parameters -------------------------------------
+def graph_dt(graph: nir.NIRGraph, dt_s: float | None = None) -> float | None:
+    """dt from the caller, else the graph metadata, else the first neuron's metadata."""
+    if dt_s is not None:
+        return float(dt_s)
+    if "dt" in graph.metadata:
+        return float(graph.metadata["dt"])
+    for node in graph.nodes.values():
+        if isinstance(node, NEURON_TYPES) and "dt" in node.metadata:
+            return float(node.metadata["dt"])
+    return None
+
+
+def _uniform(values: np.ndarray) -> float | torch.Tensor:
+    """A Python float when every neuron shares the value (exactly the model's arithmetic)."""
+    values = np.asarray(values, dtype=np.float64)
+    first = values.flat[0] if values.size else 0.0
+    if values.size == 0 or np.all(values == first):
+        return float(first)
+    return torch.from_numpy(values.astype(np.float32))
+
+
+def neuron_parameters(name: str, node: nir.NIRNode, dt_s: float | None) -> tuple[LIFParameters, float | torch.Tensor]:
+    """The discrete LIF of a NIR neuron node: `(LIFParameters, input_scale)`.
+
+    `input_scale` multiplies the summed input before integration (NIR's `r * dt/tau`, and
+    `w_in * dt/tau_syn` for a CubaLIF whose synapse passes input straight through).
+    """
+    meta = node.metadata
+    if dt_s is None and "beta" not in meta:
+        raise UnsupportedGraphError(
+            f"node {name!r} ({type(node).__name__}) has time constants but the graph records no dt; pass dt_s= "
+            "(norse's exporter uses 1e-3 s, snnTorch's 1e-4 s)")
+    if isinstance(node, nir.IF):
+        beta, scale, threshold, v_reset = 1.0, node.r * dt_s if dt_s else None, node.v_threshold, node.v_reset
+        if "beta" in meta:
+            scale = np.ones_like(node.r)
+    else:
+        tau = node.tau_mem if isinstance(node, nir.CubaLIF) else node.tau
+        if np.any(np.asarray(node.v_leak) != 0):
+            raise UnsupportedGraphError(f"node {name!r} has v_leak != 0; the Mamba-Spike family has no leak potential")
+        if "beta" in meta:
+            beta = float(meta["beta"])
+            if dt_s is not None and not np.allclose(1.0 - dt_s / np.asarray(tau, np.float64), beta, rtol=0, atol=1e-5):
+                raise UnsupportedGraphError(
+                    f"node {name!r}: metadata beta={beta} contradicts tau (1 - dt/tau = "
+                    f"{float(np.mean(1.0 - dt_s / np.asarray(tau, np.float64)))} at dt={dt_s}); the graph was edited "
+                    "inconsistently, re-export it")
+        else:
+            beta = _uniform(1.0 - dt_s / np.asarray(tau, np.float64))
+        scale = np.asarray(node.r, np.float64) * dt_s / np.asarray(tau, np.float64) if dt_s else np.ones_like(node.r)
+        if isinstance(node, nir.CubaLIF):
+            ratio = np.asarray(node.tau_syn, np.float64) / dt_s
+            if not np.allclose(ratio, 1.0, rtol=UNIT_SCALE_TOLERANCE):
+                raise UnsupportedGraphError(
+                    f"node {name!r} is a CubaLIF with tau_syn/dt = {float(ratio.mean()):.4g}; the model family has no "
+                    "synaptic current decay, so only tau_syn = dt (current passed straight through) is accepted")
+            scale = scale * np.asarray(node.w_in, np.float64) / ratio
+        threshold, v_reset = node.v_threshold, node.v_reset
+    reset = meta.get("reset", "zero")
+    timing = meta.get("reset_timing", "immediate")
+    compare = meta.get("compare", "greater")
+    if reset not in ("subtract", "zero", "none") or timing not in ("delayed", "immediate"):
+        raise UnsupportedGraphError(f"node {name!r}: metadata reset={reset!r}, reset_timing={timing!r} is not one of "
+                                    "reset subtract|zero|none, reset_timing delayed|immediate")
+    if compare != "greater":
+        raise UnsupportedGraphError(f"node {name!r}: metadata compare={compare!r}; only the strict 'greater' is implemented")
+    if reset == "zero" and np.any(np.asarray(v_reset) != 0):
+        raise UnsupportedGraphError(f"node {name!r} resets to v_reset != 0; the model family resets to 0")
+    scale = np.asarray(scale, np.float64)
+    input_scale = 1.0 if np.allclose(scale, 1.0, rtol=UNIT_SCALE_TOLERANCE, atol=0) else _uniform(scale)
+    return LIFParameters(beta=beta, threshold=_uniform(threshold), reset=reset, reset_timing=timing), input_scale
+
+
+# -- the node map on nirtorch --------------------------------------------------------
+class LIFNode(nn.Module):
+    """A NIR neuron as the model's discrete LIF (`neurodeploy.model.lif.lif_step`)."""
+
+    def __init__(self, parameters: LIFParameters, input_scale: float | torch.Tensor):
+        super().__init__()
+        self.parameters_ = parameters
+        self.input_scale = input_scale
+
+    def forward(self, current: torch.Tensor, state: LIFState | None = None) -> tuple[torch.Tensor, LIFState]:
+        if state is None:
+            state = lif_initial_state(tuple(current.shape), dtype=current.dtype, device=current.device)
+        if not (isinstance(self.input_scale, float) and self.input_scale == 1.0):
+            current = current * self.input_scale
+        return lif_step(current, state, self.parameters_)
+
+
+class SumPool(nn.Module):
+    """Exact sum (avg_pool with divisor 1, as the model pools), not LPPool's avg*k."""
+
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int]):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.kernel, self.stride, divisor_override=1)
+
+
+class AvgPool(SumPool):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.kernel, self.stride)
+
+
+class BatchFlatten(nn.Module):
+    """NIR's Flatten counts dims without the batch; torch's tensors carry it first."""
+
+    def __init__(self, start_dim: int, end_dim: int):
+        super().__init__()
+        self.start_dim = start_dim + 1 if start_dim >= 0 else start_dim
+        self.end_dim = end_dim + 1 if end_dim >= 0 else end_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(self.start_dim, self.end_dim)
+
+
+def _pair(value, name: str, what: str) -> tuple[int, int]:
+    values = np.broadcast_to(np.asarray(value).astype(np.int64), (2,))
+    return int(values[0]), int(values[1])
+
+
+def _map_conv(name: str, node: nir.Conv2d) -> nn.Conv2d:
+    if isinstance(node.padding, str):
+        raise UnsupportedGraphError(f"node {name!r}: string padding {node.padding!r}; write integer padding")
+    weight = torch.from_numpy(np.asarray(node.weight, np.float32))
+    conv = nn.Conv2d(weight.shape[1] * int(node.groups), weight.shape[0], tuple(weight.shape[2:]),
+                     stride=_pair(node.stride, name, "stride"), padding=_pair(node.padding, name, "padding"),
+                     dilation=_pair(node.dilation, name, "dilation"), groups=int(node.groups))
+    conv.weight.data = weight.clone()
+    conv.bias.data = torch.from_numpy(np.asarray(node.bias, np.float32)).clone()
+    meta = node.metadata
+    if "recurrent_of" in meta and (int(meta.get("delay_steps", 1)) != 1 or int(meta.get("active_from_step", 1)) != 1):
+        raise UnsupportedGraphError(
+            f"node {name!r}: recurrent conv with delay_steps={meta.get('delay_steps')}, active_from_step="
+            f"{meta.get('active_from_step')}; a NIR cycle runs with one step of delay, active from step 1 only")
+    return conv
+
+
+def _map_pool(name: str, node: nir.NIRNode) -> nn.Module:
+    if np.any(np.asarray(node.padding) != 0):
+        raise UnsupportedGraphError(f"node {name!r}: pooling with padding {node.padding} is not implemented (the "
+                                    "model family pools without padding)")
+    kernel, stride = _pair(node.kernel_size, name, "kernel_size"), _pair(node.stride, name, "stride")
+    return (SumPool if isinstance(node, nir.SumPool2d) else AvgPool)(kernel, stride)
+
+
+def node_map(graph: nir.NIRGraph, dt_s: float | None) -> dict[nir.NIRNode, nn.Module]:
+    """Our torch module for every node of `graph` (nirtorch asks by node; we map by identity)."""
+    modules: dict[int, nn.Module] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            raise UnsupportedGraphError(f"node {name!r} is a nested NIRGraph; flatten it into the parent graph first "
+                                        "(neurodeploy.exporters.nir_import.flatten_subgraphs)")
+        if isinstance(node, NEURON_TYPES):
+            modules[id(node)] = LIFNode(*neuron_parameters(name, node, dt_s))
+        elif isinstance(node, nir.Conv2d):
+            modules[id(node)] = _map_conv(name, node)
+        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+            modules[id(node)] = _map_pool(name, node)
+        elif isinstance(node, nir.Flatten):
+            modules[id(node)] = BatchFlatten(int(node.start_dim), int(node.end_dim))
+        elif isinstance(node, (nir.Input, nir.Output)):
+            modules[id(node)] = nn.Identity()
+        else:
+            raise UnsupportedGraphError(
+                f"node {name!r} is a {type(node).__name__}, which a Mamba-Spike front-end does not contain; this runtime "
+                "executes Input, Conv2d, SumPool2d, AvgPool2d, LIF, IF, CubaLIF (tau_syn = dt), Flatten, Output")
+    return {kind: (lambda node: modules[id(node)]) for kind in {type(n) for n in graph.nodes.values()}}
+
+
+def _load(graph_or_path: nir.NIRGraph | str | Path) -> nir.NIRGraph:
+    if isinstance(graph_or_path, nir.NIRGraph):
+        return graph_or_path
+    return read_frontend(graph_or_path)
+
+
+def neuron_names(graph: nir.NIRGraph) -> tuple[str, ...]:
+    """Neuron nodes in the order a step reaches them (breadth-first from the input)."""
+    if "lif_layers" in graph.metadata:
+        return tuple(str(graph.metadata["lif_layers"]).split(","))
+    order, seen = [], set()
+    frontier = [name for name, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    while frontier:
+        name = frontier.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        order.append(name)
+        frontier += [dst for src, dst in graph.edges if src == name]
+    return tuple(name for name in order if isinstance(graph.nodes[name], NEURON_TYPES))
+
+
+class NIRFrontendRuntime:
+    """FrontendRuntime executing a NIR graph with nirtorch and this module's node map."""
+
+    def __init__(self, graph: nir.NIRGraph | str | Path, *, dt_s: float | None = None):
+        import nirtorch
+
+        self.graph = _load(graph)
+        self.dt_s = graph_dt(self.graph, dt_s)
+        self.layer_names = neuron_names(self.graph)
+        self.module = nirtorch.nir_to_torch(self.graph, node_map(self.graph, self.dt_s), default_map={})
+        self._output_shape = self._last_spike_shape()
+        self.reset(1)
+
+    def _last_spike_shape(self) -> tuple[int, ...]:
+        last = self.graph.nodes[self.layer_names[-1]]
+        return tuple(int(d) for d in last.output_type["output"])
+
+    def reset(self, batch: int) -> None:
+        # a fresh dict every time: nirtorch's own default state is one dict shared by all
+        # calls made without a state, so recurrent caches would leak between samples
+        self._state = {name: None for name in self.module._modules}
+        self._batch = batch
+        self._layer_spikes: dict[str, torch.Tensor] = {}
+        self._counts = dict.fromkeys(self.layer_names, 0)
+
+    @torch.no_grad()
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        out, self._state = self.module(frame, self._state)
+        self._layer_spikes = {name: self._state[name].spikes for name in self.layer_names}
+        for name, s in self._layer_spikes.items():
+            self._counts[name] += int(s.sum().item())
+        return out.reshape(frame.shape[0], *self._output_shape)
+
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        self.reset(frames.shape[0])
+        return torch.stack([self.step(frames[:, t]) for t in range(frames.shape[1])], dim=1)
+
+    @property
+    def layer_spikes(self) -> dict[str, torch.Tensor]:
+        return dict(self._layer_spikes)
+
+    @property
+    def spike_counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
+
+# -- norse ---------------------------------------------------------------------------
+def norse_differences(graph: nir.NIRGraph) -> list[str]:
+    """Where norse.torch.from_nir would run `graph` differently from its metadata."""
+    differences = []
+    for name, node in graph.nodes.items():
+        meta = node.metadata
+        if isinstance(node, NEURON_TYPES):
+            if meta.get("reset", "zero") != "zero":
+                differences.append(f"{name}: reset {meta['reset']!r} (norse resets a nir.LIF to v_reset)")
+            if meta.get("reset_timing", "immediate") != "immediate":
+                differences.append(f"{name}: reset_timing {meta['reset_timing']!r} (norse resets in the spiking step)")
+            if not isinstance(node, nir.LIF):
+                differences.append(f"{name}: {type(node).__name__} (only nir.LIF is compared; norse maps IF/CubaLIF "
+                                   "to other cells)")
+        if isinstance(node, nir.AvgPool2d):
+            differences.append(f"{name}: AvgPool2d (norse 1.1.0 has no mapping and drops the node)")
+    return differences
+
+
+def fold_r_for_norse(graph: nir.NIRGraph, dt_s: float) -> nir.NIRGraph:
+    """A copy of `graph` whose neurons have r = 1, `r*dt/tau` moved into the weights feeding them.
+
+    norse integrates `v += dt/tau * (I - v)` and ignores r; a NIR neuron with r integrates
+    `dt/tau * r * I`. Multiplying every conv (weight and bias) upstream of a neuron, through
+    linear pooling, by that neuron's `r` leaves the NIR semantics unchanged and lets norse
+    compute them.
+    """
+    graph = copy.deepcopy(graph)
+    sources = {dst: [src for src, d in graph.edges if d == dst] for dst in graph.nodes}
+    for name, node in graph.nodes.items():
+        if not isinstance(node, nir.LIF):
+            continue
+        r = np.asarray(node.r, np.float64)
+        if not np.all(r == r.flat[0]):
+            raise UnsupportedGraphError(f"node {name!r}: per-neuron r cannot be folded into a shared conv weight")
+        factor = float(r.flat[0])
+        stack = list(sources[name])
+        while stack:
+            source = stack.pop()
+            upstream = graph.nodes[source]
+            if isinstance(upstream, (nir.SumPool2d, nir.AvgPool2d)):
+                stack += sources[source]
+            elif isinstance(upstream, nir.Conv2d):
+                upstream.weight = (upstream.weight * factor).astype(np.float32)
+                upstream.bias = (upstream.bias * factor).astype(np.float32)
+            else:
+                raise UnsupportedGraphError(f"node {name!r} is fed by {source!r} ({type(upstream).__name__}); r can only "
+                                            "be folded into a Conv2d (through pooling)")
+        node.r = np.ones_like(node.r)
+    return graph
+
+
+class NorseFrontendRuntime:
+    """FrontendRuntime running a NIR graph through `norse.torch.from_nir` (see module docstring).
+
+    Refuses graphs whose semantics norse does not share (`norse_differences`) unless
+    `allow_mismatch=True`, which runs them anyway to show the difference.
+    """
+
+    def __init__(self, graph: nir.NIRGraph | str | Path, *, dt_s: float | None = None, allow_mismatch: bool = False):
+        import norse.torch
+
+        self.graph = _load(graph)
+        self.dt_s = graph_dt(self.graph, dt_s)
+        if self.dt_s is None:
+            raise UnsupportedGraphError("the graph records no dt; pass dt_s= (norse would silently assume 1e-3 s)")
+        differences = norse_differences(self.graph)
+        hard = [d for d in differences if "AvgPool2d" in d]
+        if hard or (differences and not allow_mismatch):
+            raise UnsupportedGraphError("norse would run this graph differently: " + "; ".join(differences)
+                                        + ("" if hard else ". Pass allow_mismatch=True to run it anyway"))
+        self.layer_names = neuron_names(self.graph)
+        prepared = fold_r_for_norse(self.graph, self.dt_s)
+        # norse logs a warning per node about r != 1 / padding; the folded graph has none to report
+        logging.getLogger().disabled, previous = True, logging.getLogger().disabled
+        try:
+            self.module = norse.torch.from_nir(prepared, dt=self.dt_s)
+        finally:
+            logging.getLogger().disabled = previous
+        last = self.graph.nodes[self.layer_names[-1]]
+        self._output_shape = tuple(int(d) for d in last.output_type["output"])
+        self.reset(1)
+
+    def reset(self, batch: int) -> None:
+        self._state = None
+        self._counts = dict.fromkeys(self.layer_names, 0)
+        self._layer_spikes: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        out, self._state = self.module(frame, self._state)
+        self._layer_spikes = {name: self._state.cache[name] for name in self.layer_names}
+        for name, s in self._layer_spikes.items():
+            self._counts[name] += int(s.sum().item())
+        # norse flattens with NIR's batch-free dims, i.e. the batch too: undo that
+        return out.reshape(frame.shape[0], *self._output_shape)
+
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        self.reset(frames.shape[0])
+        return torch.stack([self.step(frames[:, t]) for t in range(frames.shape[1])], dim=1)
+
+    @property
+    def layer_spikes(self) -> dict[str, torch.Tensor]:
+        return dict(self._layer_spikes)
+
+    @property
+    def spike_counts(self) -> dict[str, int]:
+        return dict(self._counts)

@@ -1,0 +1,233 @@
+"""The backbone in onnxruntime: the full, chunk and step graphs of neurodeploy.exporters.onnx.
+
+`OnnxBackboneRuntime` is a BackboneRuntime (DESIGN.md): `reset(batch)`, `step(spikes_t)`,
+`push(spikes)` for a packet of several bins, `flush()`, `run(spikes)` for a whole sequence,
+and `get_state()` / `set_state()` for handing the streaming state to or from another runtime
+(the state is a `neurodeploy.model.mamba_spike.BackboneState`, the PyTorch model's own).
+
+Thread settings: the step and chunk sessions serve one sample as it arrives, where a thread
+pool only adds wake-up latency to tiny kernels, so they run one intra-op thread with
+sequential execution; the full-graph session serves offline batches and uses every core
+this process may run on.
+
+The centered interface's look-ahead is handled by the graphs (the `pushed` state); the
+runtime counts the real frames of the sample, which `flush()` needs to know how many zero
+frames finish it, and routes a packet that lies wholly inside the warm-up through the step
+graph (onnxruntime refuses a zero-length scan). Inputs are numpy arrays or CPU torch
+tensors; logits come back as float32 numpy arrays.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from neurodeploy.exporters.onnx import STATE_NAMES, read_metadata, state_to_feeds
+from neurodeploy.model.config import MambaSpikeConfig
+from neurodeploy.model.interface import InterfaceState
+from neurodeploy.model.mamba import MambaState
+from neurodeploy.model.mamba_spike import BackboneState
+
+FULL_FILE = "backbone.onnx"
+CHUNK_FILE = "backbone_chunk.onnx"
+STEP_FILE = "backbone_step.onnx"
+
+
+def latency_session_options() -> ort.SessionOptions:
+    """Batch-1 streaming: one thread, sequential, every graph optimisation."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def throughput_session_options(threads: int | None = None) -> ort.SessionOptions:
+    """Large batches: intra-op parallelism over `threads` (default: every core we may use)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+@dataclass(frozen=True)
+class _Graph:
+    path: Path
+    session: ort.InferenceSession
+    metadata: dict[str, str]
+
+
+def _load(path: str | Path, kind: str, options: ort.SessionOptions) -> _Graph:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ONNX file; write it with neurodeploy.exporters.onnx.export_backbone"
+                                f"{'' if kind == 'full' else '_' + kind}")
+    metadata = read_metadata(path)
+    if metadata.get("neurodeploy.graph") != kind:
+        raise ValueError(f"{path}: expected a neurodeploy backbone {kind} graph, found "
+                         f"{metadata.get('neurodeploy.graph', 'a file without neurodeploy metadata')!r}; "
+                         "re-export it with neurodeploy.exporters.onnx")
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return _Graph(path, session, metadata)
+
+
+def _as_array(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class OnnxBackboneRuntime:
+    """Runs an exported backbone; any of the three graphs may be absent if unused."""
+
+    def __init__(
+        self,
+        *,
+        full: str | Path | None = None,
+        chunk: str | Path | None = None,
+        step: str | Path | None = None,
+        threads: int | None = None,
+    ):
+        if full is None and chunk is None and step is None:
+            raise ValueError("OnnxBackboneRuntime needs at least one of full=, chunk=, step= (paths to exported graphs)")
+        self._full = _load(full, "full", throughput_session_options(threads)) if full is not None else None
+        self._chunk = _load(chunk, "chunk", latency_session_options()) if chunk is not None else None
+        self._step = _load(step, "step", latency_session_options()) if step is not None else None
+        configs = {g.metadata["neurodeploy.model_config"] for g in (self._full, self._chunk, self._step) if g is not None}
+        if len(configs) != 1:
+            paths = [str(g.path) for g in (self._full, self._chunk, self._step) if g is not None]
+            raise ValueError(f"the graphs {paths} were exported from different model configs; export them together")
+        self.config = MambaSpikeConfig.from_dict(json.loads(configs.pop()))
+        self.reset(1)
+
+    @classmethod
+    def from_directory(cls, directory: str | Path, *, threads: int | None = None) -> OnnxBackboneRuntime:
+        """Loads backbone.onnx, backbone_chunk.onnx and backbone_step.onnx, those present."""
+        directory = Path(directory)
+        found = {kind: directory / name for kind, name in (("full", FULL_FILE), ("chunk", CHUNK_FILE), ("step", STEP_FILE))
+                 if (directory / name).is_file()}
+        if not found:
+            raise FileNotFoundError(f"{directory}: none of {FULL_FILE}, {CHUNK_FILE}, {STEP_FILE}; export the backbone first")
+        return cls(**found, threads=threads)
+
+    # -- streaming ------------------------------------------------------------------------
+    def reset(self, batch: int) -> None:
+        """Start new samples: zero state for `batch` streams."""
+        c = self.config
+        self._batch = batch
+        self._received = 0
+        self._logits: np.ndarray | None = None
+        self._feeds = {
+            "interface_ring": np.zeros((batch, c.interface_window - 1, c.spike_features), np.float32),
+            "conv_state": np.zeros((c.n_layers, batch, c.d_inner, c.d_conv), np.float32),
+            "ssm_state": np.zeros((c.n_layers, batch, c.d_inner, c.d_state), np.float32),
+            "feature_sum": np.zeros((batch, c.d_model), np.float32),
+            "count": np.array(0, np.int64),
+            "pushed": np.array(0, np.int64),
+        }
+
+    def step(self, spikes_t) -> np.ndarray:
+        """One bin of front-end spikes `(B, C, H, W)` -> anytime logits `(B, classes)`."""
+        logits = self._run_step(self._check(spikes_t, sequence=False))
+        self._received += 1
+        return logits
+
+    def push(self, spikes) -> np.ndarray:
+        """A packet of bins `(B, T, C, H, W)` -> anytime logits after its last bin."""
+        spikes = self._check(spikes, sequence=True)
+        steps = spikes.shape[1]
+        if self._chunk is None or int(self._feeds["pushed"]) + steps <= self.config.lookahead:
+            for t in range(steps):
+                self.step(spikes[:, t])
+            return self._logits
+        outputs = self._chunk.session.run(None, {"spikes": spikes, **self._feeds})
+        self._update(outputs)
+        self._received += steps
+        return self._logits
+
+    def flush(self) -> np.ndarray:
+        """Finish the samples (the centered interface's k//2 zero frames); final logits."""
+        if self._received == 0:
+            raise ValueError("flush() before any spike frame of the sample; step() or push() its frames first")
+        pending = self._received + self.config.lookahead - int(self._feeds["pushed"])
+        zeros = np.zeros((self._batch, *self._frame_shape), np.float32)
+        for _ in range(pending):
+            self._run_step(zeros)
+        return self._logits
+
+    def get_state(self) -> BackboneState:
+        """The streaming state as the PyTorch model's `BackboneState` (copies)."""
+        f = self._feeds
+        layers = tuple(MambaState(torch.tensor(f["conv_state"][i]), torch.tensor(f["ssm_state"][i]))
+                       for i in range(self.config.n_layers))
+        return BackboneState(
+            interface=InterfaceState(torch.tensor(f["interface_ring"])), layers=layers,
+            feature_sum=torch.tensor(f["feature_sum"]), count=int(f["count"]),
+            received=self._received, pushed=int(f["pushed"]),
+        )
+
+    def set_state(self, state: BackboneState) -> None:
+        """Continue from a state taken from this or another backbone runtime."""
+        c = self.config
+        if len(state.layers) != c.n_layers:
+            raise ValueError(f"a state of {len(state.layers)} Mamba layers; this backbone has {c.n_layers}")
+        feeds = state_to_feeds(state)
+        batch = feeds["feature_sum"].shape[0]
+        expected = {
+            "interface_ring": (batch, c.interface_window - 1, c.spike_features),
+            "conv_state": (c.n_layers, batch, c.d_inner, c.d_conv),
+            "ssm_state": (c.n_layers, batch, c.d_inner, c.d_state),
+            "feature_sum": (batch, c.d_model),
+        }
+        for name, shape in expected.items():
+            if feeds[name].shape != shape:
+                raise ValueError(f"state {name!r} of shape {feeds[name].shape}; this backbone expects {shape}")
+        self._batch, self._received, self._feeds = batch, int(state.received), {k: feeds[k].copy() for k in STATE_NAMES}
+        self._logits = None
+
+    # -- offline --------------------------------------------------------------------------
+    def run(self, spikes) -> np.ndarray:
+        """A whole sequence `(B, T, C, H, W)` -> logits, through the full graph. The streaming
+        state is neither used nor changed."""
+        if self._full is None:
+            raise ValueError(f"run() needs the full graph ({FULL_FILE}); give full= when building the runtime")
+        (logits,) = self._full.session.run(["logits"], {"spikes": self._check(spikes, sequence=True, batch=None)})
+        return logits
+
+    # -- internals ------------------------------------------------------------------------
+    @property
+    def _frame_shape(self) -> tuple[int, int, int]:
+        c = self.config
+        return (c.spiking_channels, c.feature_height, c.feature_width)
+
+    def _run_step(self, spikes_t: np.ndarray) -> np.ndarray:
+        if self._step is None:
+            raise ValueError(f"step-wise streaming needs the step graph ({STEP_FILE}); give step= when building the runtime")
+        self._update(self._step.session.run(None, {"spikes_t": spikes_t, **self._feeds}))
+        return self._logits
+
+    def _update(self, outputs: list[np.ndarray]) -> None:
+        self._logits = outputs[0]
+        self._feeds = dict(zip(STATE_NAMES, outputs[1:]))
+
+    def _check(self, spikes, *, sequence: bool, batch: int | None | bool = True) -> np.ndarray:
+        array = _as_array(spikes)
+        want_batch = self._batch if batch is True else batch
+        shape = ("B", "T", *self._frame_shape) if sequence else ("B", *self._frame_shape)
+        ok = array.ndim == len(shape) and array.shape[-3:] == self._frame_shape
+        if ok and sequence and array.shape[1] < 1:
+            raise ValueError("a packet of 0 time steps; send at least one bin")
+        if not ok:
+            raise ValueError(f"front-end spikes of shape {array.shape}; this backbone expects "
+                             f"({', '.join(map(str, shape))}) float spikes")
+        if want_batch is not None and array.shape[0] != want_batch:
+            raise ValueError(f"spikes for batch {array.shape[0]}; the runtime streams batch {want_batch}: call reset({array.shape[0]}) first")
+        return array
