@@ -315,14 +315,20 @@ def _plain(value):
 def read_frontend(path: str | Path) -> nir.NIRGraph:
     """Read a NIR file; metadata values come back as plain Python str/float/int/bool.
 
-    nir.read decodes metadata leaves as numpy scalars; everything else is nir's own reader.
+    nir.read decodes metadata leaves as numpy scalars and orders nodes alphabetically (HDF5
+    groups); the values are made plain again, everything else is nir's own reader.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"NIR file {path} does not exist; write one with `neurodeploy export` or write_frontend()")
     try:
-        graph = nir.read(path)
-    except (OSError, KeyError, ValueError) as error:
+        try:
+            graph = nir.read(path)
+        except ValueError:
+            # graphs from other writers often leave shapes undefined or scalar (snnTorch's LIF
+            # parameters are 0-d); read them untyped and let the importer check the shapes
+            graph = nir.read(path, type_check=False)
+    except (OSError, KeyError, ValueError, TypeError) as error:
         raise ValueError(f"{path} is not a readable NIR graph ({error}); re-export it with write_frontend()") from error
     graph.metadata = {k: _plain(v) for k, v in graph.metadata.items()}
     for node in graph.nodes.values():

@@ -383,6 +383,12 @@ def _mamba_sequence(b: _Builder, lw: _LayerWeights, x: str, tag: str, conv_state
     return b.op("Add", x, out), conv_out, h_last
 
 
+def _stack(b: _Builder, per_layer: list[str], trailing: tuple[int, int]) -> str:
+    """Per-layer `(B, *trailing)` states -> `(n_layers, B, *trailing)`: one Concat and one
+    Reshape, where an Unsqueeze per layer would cost a node each in the step graph."""
+    return b.op("Reshape", b.op("Concat", *per_layer, axis=0), b.ints(len(per_layer), -1, *trailing))
+
+
 def _full_graph(b: _Builder, w: _Weights) -> None:
     c = w.config
     spikes = b.input("spikes", TensorProto.FLOAT, ["batch", "time", c.spiking_channels, c.feature_height, c.feature_width])
@@ -429,15 +435,15 @@ def _chunk_graph(b: _Builder, w: _Weights) -> None:
         conv_i = b.op("Gather", state["conv_state"], index, axis=0)
         ssm_i = b.op("Gather", state["ssm_state"], index, axis=0)
         x, conv_out, h_last = _mamba_sequence(b, lw, x, f"mamba_blocks.{i}", conv_i, ssm_i, c)
-        convs.append(b.op("Unsqueeze", conv_out, b.ints(0)))
-        ssms.append(b.op("Unsqueeze", h_last, b.ints(0)))
+        convs.append(conv_out)
+        ssms.append(h_last)
     feature_sum = b.op("Add", state["feature_sum"], b.op("ReduceSum", x, b.ints(1), keepdims=0))
     count = b.op("Add", state["count"], b.op("Squeeze", active, b.ints(0)))
     pushed = b.op("Add", state["pushed"], b.op("Squeeze", steps, b.ints(0)))
     b.output(_anytime_logits(b, w, feature_sum, count), "logits", TensorProto.FLOAT, ["batch", c.num_classes])
     _state_outputs(b, c, {
-        "interface_ring": ring_out, "conv_state": b.op("Concat", *convs, axis=0),
-        "ssm_state": b.op("Concat", *ssms, axis=0), "feature_sum": feature_sum, "count": count, "pushed": pushed,
+        "interface_ring": ring_out, "conv_state": _stack(b, convs, (c.d_inner, c.d_conv)),
+        "ssm_state": _stack(b, ssms, (c.d_inner, c.d_state)), "feature_sum": feature_sum, "count": count, "pushed": pushed,
     })
 
 
@@ -478,10 +484,10 @@ def _step_graph(b: _Builder, w: _Weights) -> None:
             z, b.weight(f"{tag}.dt_proj.bias", lw.dt_bias), outputs=2, domain=DOMAIN, name=f"{tag}.selective_state_update",
         )
         x = b.op("Add", x, b.op("MatMul", y, b.weight(f"{tag}.out_proj", lw.out_t), name=f"{tag}.out_proj"))
-        convs.append(b.op("Unsqueeze", conv_state, b.ints(0)))
-        ssms.append(b.op("Unsqueeze", ssm_state, b.ints(0)))
-    conv_out = b.op("Where", active, b.op("Concat", *convs, axis=0), state["conv_state"])
-    ssm_out = b.op("Where", active, b.op("Concat", *ssms, axis=0), state["ssm_state"])
+        convs.append(conv_state)
+        ssms.append(ssm_state)
+    conv_out = b.op("Where", active, _stack(b, convs, (c.d_inner, c.d_conv)), state["conv_state"])
+    ssm_out = b.op("Where", active, _stack(b, ssms, (c.d_inner, c.d_state)), state["ssm_state"])
     feature_sum = b.op("Where", active, b.op("Add", state["feature_sum"], x), state["feature_sum"])
     count = b.op("Add", state["count"], b.op("Cast", active, to=TensorProto.INT64))
     b.output(_anytime_logits(b, w, feature_sum, count), "logits", TensorProto.FLOAT, ["batch", c.num_classes])

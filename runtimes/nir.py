@@ -114,7 +114,12 @@ def neuron_parameters(name: str, node: nir.NIRNode, dt_s: float | None) -> tuple
                     f"{float(np.mean(1.0 - dt_s / np.asarray(tau, np.float64)))} at dt={dt_s}); the graph was edited "
                     "inconsistently, re-export it")
         else:
-            beta = _uniform(1.0 - dt_s / np.asarray(tau, np.float64))
+            decay = 1.0 - dt_s / np.asarray(tau, np.float64)
+            if np.any(decay < 0) or np.any(decay > 1):
+                raise UnsupportedGraphError(
+                    f"node {name!r}: beta = 1 - dt/tau = {float(np.min(decay)):.6g} at dt = {dt_s} s is outside [0, 1]: "
+                    "dt is longer than tau, most likely not the dt the graph was written with; pass the writer's dt_s")
+            beta = _uniform(decay)
         scale = np.asarray(node.r, np.float64) * dt_s / np.asarray(tau, np.float64) if dt_s else np.ones_like(node.r)
         if isinstance(node, nir.CubaLIF):
             ratio = np.asarray(node.tau_syn, np.float64) / dt_s
@@ -220,7 +225,7 @@ def node_map(graph: nir.NIRGraph, dt_s: float | None) -> dict[nir.NIRNode, nn.Mo
     for name, node in graph.nodes.items():
         if isinstance(node, nir.NIRGraph):
             raise UnsupportedGraphError(f"node {name!r} is a nested NIRGraph; flatten it into the parent graph first "
-                                        "(neurodeploy.exporters.nir_import.flatten_subgraphs)")
+                                        "(neurodeploy.runtimes.nir does not inline subgraphs)")
         if isinstance(node, NEURON_TYPES):
             modules[id(node)] = LIFNode(*neuron_parameters(name, node, dt_s))
         elif isinstance(node, nir.Conv2d):

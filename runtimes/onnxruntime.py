@@ -148,7 +148,7 @@ class OnnxBackboneRuntime:
             for t in range(steps):
                 self.step(spikes[:, t])
             return self._logits
-        outputs = self._chunk.session.run(None, {"spikes": spikes, **self._feeds})
+        outputs = self._chunk.session.run(None, {"spikes": spikes, **self._state_feeds()})
         self._update(outputs)
         self._received += steps
         return self._logits
@@ -165,7 +165,7 @@ class OnnxBackboneRuntime:
 
     def get_state(self) -> BackboneState:
         """The streaming state as the PyTorch model's `BackboneState` (copies)."""
-        f = self._feeds
+        f = self._state_feeds()
         layers = tuple(MambaState(torch.tensor(f["conv_state"][i]), torch.tensor(f["ssm_state"][i]))
                        for i in range(self.config.n_layers))
         return BackboneState(
@@ -211,12 +211,18 @@ class OnnxBackboneRuntime:
     def _run_step(self, spikes_t: np.ndarray) -> np.ndarray:
         if self._step is None:
             raise ValueError(f"step-wise streaming needs the step graph ({STEP_FILE}); give step= when building the runtime")
-        self._update(self._step.session.run(None, {"spikes_t": spikes_t, **self._feeds}))
+        self._feeds["spikes_t"] = spikes_t
+        self._update(self._step.session.run(None, self._feeds))
         return self._logits
 
     def _update(self, outputs: list[np.ndarray]) -> None:
+        # one dict reused call after call: the step graph's inputs are its states plus spikes_t
         self._logits = outputs[0]
-        self._feeds = dict(zip(STATE_NAMES, outputs[1:]))
+        for name, value in zip(STATE_NAMES, outputs[1:]):
+            self._feeds[name] = value
+
+    def _state_feeds(self) -> dict[str, np.ndarray]:
+        return {name: self._feeds[name] for name in STATE_NAMES}
 
     def _check(self, spikes, *, sequence: bool, batch: int | None | bool = True) -> np.ndarray:
         array = _as_array(spikes)

@@ -1,0 +1,357 @@
+"""The deployment bundle: one folder with a manifest, the artifacts and their hashes.
+
+    manifest.json         config, dt, conventions, package versions, sha256 of every artifact,
+                          the parity figures measured at export, artifacts not made and why
+    model.safetensors     the PyTorch model (the `torch` runtimes; as deployed, i.e. after a
+                          requested pooling rewrite)
+    frontend.nir          the spiking front-end as NIR (when it maps)
+    frontend.net          lava-dl netx HDF5 (when the front-end maps to Loihi)
+    backbone.onnx         full-sequence graph; backbone_chunk.onnx, backbone_step.onnx: streaming
+
+Loading checks every hash: a changed or missing file is refused with its name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neurodeploy import __version__
+from neurodeploy.model.checkpoint import load_checkpoint, save_checkpoint
+from neurodeploy.model.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike import MambaSpike
+
+MANIFEST = "manifest.json"
+BUNDLE_FORMAT = "neurodeploy.bundle/1"
+FILES = {
+    "model": "model.safetensors",
+    "frontend_nir": "frontend.nir",
+    "frontend_netx": "frontend.net",
+    "backbone": "backbone.onnx",
+    "backbone_chunk": "backbone_chunk.onnx",
+    "backbone_step": "backbone_step.onnx",
+}
+ARTIFACT_CHOICES = ("nir", "netx", "onnx")
+FRONTEND_RUNTIMES = ("torch", "nir", "lava")
+BACKBONE_RUNTIMES = ("onnxruntime", "torch")
+_PACKAGES = ("torch", "numpy", "nir", "nirtorch", "norse", "onnx", "onnxruntime", "lava-nc", "lava-dl", "h5py")
+CONVENTIONS = {
+    "events": "structured x, y, t (int64 us), p (0 OFF / 1 ON)",
+    "frames": "(T, 2, H, W) event counts per bin, channel 0 OFF, 1 ON",
+    "frontend_spikes": "(B, C, H, W) per step, last LIF layer; flattened in (C, H, W) order for the backbone",
+    "onnx_state": "input name X, output name X_out (interface_ring, conv_state, ssm_state, feature_sum, count, pushed)",
+    "custom_ops": "ai.neurodeploy::SelectiveScan (full/chunk), ai.neurodeploy::SelectiveStateUpdate (step)",
+}
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be written or loaded; the message names the file and the way out."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    dt_us: int = 1000
+    artifacts: tuple[str, ...] = ARTIFACT_CHOICES
+    pool_rewrite: str | None = None  # "avg" | "sum": replace max pooling, measured
+    netx_weight_bits: int = 8
+    netx_weight_scale: float | None = None  # None: chosen per layer from the weights
+    parity_samples: int = 2
+    parity_steps: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.artifacts) - set(ARTIFACT_CHOICES))
+        if unknown:
+            raise BundleError(f"unknown artifact(s) {unknown}; choose from {ARTIFACT_CHOICES}")
+        if self.dt_us <= 0:
+            raise BundleError(f"dt_us = {self.dt_us}; expected a positive bin width in microseconds")
+        if "netx" in self.artifacts and "nir" not in self.artifacts:
+            raise BundleError("the netx artifact is made from the NIR graph: add 'nir' to the artifacts")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    directory: Path
+    manifest: dict[str, Any]
+    config: MambaSpikeConfig
+
+    @property
+    def dt_us(self) -> int:
+        return int(self.manifest["dt_us"])
+
+    def path(self, key: str) -> Path:
+        return self.directory / FILES[key]
+
+    def has(self, key: str) -> bool:
+        return FILES[key] in self.manifest["artifacts"]
+
+    def model(self) -> MambaSpike:
+        model, _ = load_checkpoint(self.path("model"))
+        return model
+
+    def frontend_runtime(self, kind: str = "torch", **options: Any):
+        """A FrontendRuntime of this bundle: `torch` | `nir` | `lava` (netx, fixed point)."""
+        if kind == "torch":
+            from neurodeploy.runtimes.torch import TorchFrontendRuntime
+
+            return TorchFrontendRuntime(self.model())
+        if kind == "nir":
+            self._require("frontend_nir", kind)
+            from neurodeploy.runtimes.nir import NIRFrontendRuntime
+
+            return NIRFrontendRuntime(self.path("frontend_nir"))
+        if kind == "lava":
+            self._require("frontend_netx", kind)
+            from neurodeploy.runtimes.lava import lava_runtime_from_bundle
+
+            return lava_runtime_from_bundle(self, **options)
+        raise BundleError(f"unknown front-end runtime {kind!r}; choose from {FRONTEND_RUNTIMES}")
+
+    def backbone_runtime(self, kind: str = "onnxruntime", **options: Any):
+        """A BackboneRuntime of this bundle: `onnxruntime` | `torch`."""
+        if kind == "torch":
+            from neurodeploy.runtimes.torch import TorchBackboneRuntime
+
+            return TorchBackboneRuntime(self.model())
+        if kind == "onnxruntime":
+            self._require("backbone_step", kind)
+            from neurodeploy.runtimes.onnxruntime import OnnxBackboneRuntime
+
+            graphs = {k: self.path(f"backbone_{k}" if k != "full" else "backbone")
+                      for k in ("full", "chunk", "step") if self.has(f"backbone_{k}" if k != "full" else "backbone")}
+            return OnnxBackboneRuntime(**graphs, **options)
+        raise BundleError(f"unknown backbone runtime {kind!r}; choose from {BACKBONE_RUNTIMES}")
+
+    def _require(self, key: str, runtime: str) -> None:
+        if not self.has(key):
+            reason = self.manifest.get("skipped", {}).get(FILES[key], "it was not requested at export")
+            raise BundleError(f"{self.directory}: the {runtime!r} runtime needs {FILES[key]}, which this bundle "
+                              f"does not have: {reason}")
+
+
+def load_bundle(directory: str | Path) -> Bundle:
+    """Open a bundle folder, checking the manifest and the sha256 of every artifact."""
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path}: missing; {directory} is not a bundle (make one with `neurodeploy export`)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{manifest_path}: not valid JSON ({err}); re-export the bundle") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{manifest_path}: field 'format' is not {BUNDLE_FORMAT!r}; re-export with this neurodeploy")
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, dict) or FILES["model"] not in artifacts:
+        raise BundleError(f"{manifest_path}: field 'artifacts' is missing or lacks {FILES['model']}; re-export the bundle")
+    for name, entry in artifacts.items():
+        path = directory / name
+        if Path(name).name != name:
+            raise BundleError(f"{manifest_path}: artifact name {name!r} is not a plain file name")
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing; restore it or re-export the bundle")
+        actual = sha256_of(path)
+        if actual != entry.get("sha256"):
+            raise BundleError(
+                f"{path}: sha256 {actual[:16]}... does not match the manifest ({str(entry.get('sha256'))[:16]}...): "
+                "the file was changed after export; re-export the bundle"
+            )
+    try:
+        config = MambaSpikeConfig.from_dict(manifest["config"])
+    except Exception as err:  # noqa: BLE001
+        raise BundleError(f"{manifest_path}: field 'config' is not a valid model config: {err}") from None
+    return Bundle(directory, manifest, config)
+
+
+def export(
+    checkpoint: str | Path | MambaSpike,
+    out_dir: str | Path,
+    options: ExportOptions = ExportOptions(),
+    *,
+    config: Any = None,
+    sample_frames: torch.Tensor | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Bundle:
+    """Write a bundle for a checkpoint (any format `load_checkpoint` reads) or a model.
+
+    Artifacts that cannot be made (a front-end that does not map to NIR or Lava) are listed
+    under `skipped` with the reason; the rest of the bundle is still written. `sample_frames`
+    `(N, T, 2, H, W)` is used for the parity figures (and the pooling-rewrite report); by
+    default a seeded synthetic sample.
+    """
+    say = progress or (lambda message: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(checkpoint, MambaSpike):
+        model, source = checkpoint.eval(), "<in-memory model>"
+    else:
+        model, _ = load_checkpoint(checkpoint, config=config)
+        source = str(checkpoint)
+    dt_s = options.dt_us / 1e6
+    frames = sample_frames if sample_frames is not None else _synthetic_frames(model.config, options)
+    skipped: dict[str, str] = {}
+    parity: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    rewrite_report = None
+    started = time.perf_counter()
+
+    if options.pool_rewrite is not None:
+        from neurodeploy.exporters.nir import rewrite_max_pooling
+
+        say(f"rewriting max pooling as {options.pool_rewrite}")
+        model, report = rewrite_max_pooling(model, options.pool_rewrite, sample=frames)
+        rewrite_report = json.loads(report.to_json())
+
+    graph = None
+    if "nir" in options.artifacts:
+        say("exporting the front-end to NIR")
+        graph = _export_nir(model, dt_s, out_dir, frames, skipped, parity, timings)
+    if "netx" in options.artifacts:
+        if graph is None:
+            skipped[FILES["frontend_netx"]] = f"needs {FILES['frontend_nir']}, which was not made"
+        else:
+            say("exporting the front-end to lava-dl netx")
+            _export_netx(graph, out_dir, options, frames, skipped, parity, timings)
+    if "onnx" in options.artifacts:
+        say("exporting the backbone to ONNX")
+        _export_onnx(model, dt_s, out_dir, frames, parity, timings)
+
+    save_checkpoint(model, out_dir / FILES["model"])
+    made = [name for name in FILES.values() if (out_dir / name).is_file() and name not in skipped]
+    # a re-export into the same folder must not keep stale artifacts listed
+    for stale in set(FILES.values()) - set(made):
+        if (out_dir / stale).exists() and stale in skipped:
+            (out_dir / stale).unlink()
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "neurodeploy_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source_checkpoint": source,
+        "config": model.config.to_dict(),
+        "dt_us": options.dt_us,
+        "dt_s": dt_s,
+        "conventions": CONVENTIONS,
+        "packages": package_versions(),
+        "export_options": dataclasses.asdict(options),
+        "artifacts": {name: {"sha256": sha256_of(out_dir / name), "bytes": (out_dir / name).stat().st_size} for name in made},
+        "skipped": skipped,
+        "parity": parity,
+        "pool_rewrite": rewrite_report,
+        "export_seconds": {**timings, "total": time.perf_counter() - started},
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return load_bundle(out_dir)
+
+
+def _synthetic_frames(config: MambaSpikeConfig, options: ExportOptions) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(options.seed)
+    shape = (options.parity_samples, options.parity_steps, config.input_channels, config.input_height, config.input_width)
+    return torch.poisson(torch.full(shape, 0.1), generator=generator)
+
+
+def _spike_mismatch(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {name: float((reference[name] != other[name]).float().mean()) for name in reference}
+
+
+def _export_nir(model, dt_s, out_dir, frames, skipped, parity, timings):
+    from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend, write_frontend
+    from neurodeploy.runtimes.nir import NIRFrontendRuntime
+
+    t = time.perf_counter()
+    try:
+        graph = export_frontend(model, dt_s)
+    except UnsupportedLayerError as err:
+        skipped[FILES["frontend_nir"]] = str(err)
+        return None
+    write_frontend(graph, out_dir / FILES["frontend_nir"])
+    timings["nir"] = time.perf_counter() - t
+    reference = _per_layer_steps(model, frames)
+    runtime = NIRFrontendRuntime(out_dir / FILES["frontend_nir"])
+    nir_spikes = _runtime_per_layer(runtime, frames)
+    parity["nir_vs_torch_spike_mismatch"] = _spike_mismatch(reference, nir_spikes)
+    parity["nir_sample"] = list(frames.shape[:2])
+    return graph
+
+
+def _export_netx(graph, out_dir, options, frames, skipped, parity, timings):
+    from neurodeploy.exporters import netx
+
+    t = time.perf_counter()
+    try:
+        result = netx.export_netx(graph, out_dir / FILES["frontend_netx"], **_netx_kwargs(options))
+    except netx.NetxExportError as err:
+        skipped[FILES["frontend_netx"]] = str(err)
+        return
+    timings["netx"] = time.perf_counter() - t
+    parity["netx_quantization"] = result.to_dict() if hasattr(result, "to_dict") else str(result)
+
+
+def _netx_kwargs(options: ExportOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if options.netx_weight_scale is not None:
+        kwargs["weight_scale"] = options.netx_weight_scale
+    return kwargs
+
+
+def _export_onnx(model, dt_s, out_dir, frames, parity, timings):
+    from neurodeploy.exporters.onnx import export_backbone, export_backbone_chunk, export_backbone_step
+
+    with torch.no_grad():
+        spikes, _ = model.spiking_frontend(frames)
+    sample = spikes[-1]
+    for key, fn in (("backbone", export_backbone), ("backbone_chunk", export_backbone_chunk),
+                    ("backbone_step", export_backbone_step)):
+        t = time.perf_counter()
+        result = fn(model, out_dir / FILES[key], dt=dt_s, sample=sample)
+        timings[key] = time.perf_counter() - t
+        parity[f"{key}_max_abs_logit_diff"] = result.parity_max_abs
+        parity[f"{key}_tolerance"] = result.tolerance
+
+
+@torch.no_grad()
+def _per_layer_steps(model: MambaSpike, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    from neurodeploy.model.frontend import LAYER_NAMES
+
+    spikes, _ = model.spiking_frontend(frames)
+    return dict(zip(LAYER_NAMES, spikes))
+
+
+@torch.no_grad()
+def _runtime_per_layer(runtime, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    runtime.reset(frames.shape[0])
+    per_layer: dict[str, list[torch.Tensor]] = {}
+    for t in range(frames.shape[1]):
+        runtime.step(frames[:, t])
+        for name, s in runtime.layer_spikes.items():
+            per_layer.setdefault(name, []).append(torch.as_tensor(s))
+    return {name: torch.stack(steps, dim=1) for name, steps in per_layer.items()}
+
+
+__all__: Sequence[str] = ("Bundle", "BundleError", "ExportOptions", "export", "load_bundle", "FILES")

@@ -1,0 +1,405 @@
+"""The streaming pipeline: source -> samples -> binning at dt_us -> front-end -> backbone -> results.
+
+Every time bin goes through both halves one step at a time with the state kept in the
+runtimes, exactly as it would on a chip: the front-end runtime (`torch` | `nir` | `lava`)
+turns the bin's event counts into spikes, the backbone runtime (`torch` | `onnxruntime`)
+turns them into the anytime prediction. At the end of a sample the backbone is flushed (the
+centered interface's look-ahead), the sample's result is emitted and both states are reset.
+
+Samples are delimited by a label file (segments `[t_start_us, t_end_us)`), by a fixed time
+window, or by the end of the stream. A sample of duration D has ceil(D / dt_us) bins starting
+at its own start, the last one possibly partial: the same frames that
+`events.binning.to_frames_dt(events, t_start=start, n_bins=ceil(D/dt))` gives offline, so a
+streamed sample's prediction equals the offline model's on those frames.
+
+Live sources are read on a thread into a bounded queue; when the pipeline falls behind,
+`overflow="block"` back-pressures the source and `overflow="drop_oldest"` discards the
+oldest queued packet and counts it. Nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from neurodeploy.events.binning import to_frames_dt
+from neurodeploy.events.synthetic import LabelSegment
+from neurodeploy.events.types import EVENT_DTYPE
+from neurodeploy.runtimes.frontend_runtime import BackboneRuntime, FrontendRuntime
+
+Overflow = Literal["block", "drop_oldest"]
+_END = object()
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    dt_us: int
+    window_us: int | None = None  # fixed sample windows; None: labels or the whole stream
+    labels: tuple[LabelSegment, ...] | None = None
+    realtime: bool = False  # pace file sources as if live
+    replay_factor: float = 1.0  # with realtime: >1 replays faster than recorded
+    queue_packets: int = 64  # bound of the live-source queue
+    overflow: Overflow = "block"
+    keep_anytime: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dt_us <= 0:
+            raise ValueError(f"dt_us = {self.dt_us}; expected a positive number of microseconds")
+        if self.window_us is not None and self.window_us <= 0:
+            raise ValueError(f"window_us = {self.window_us}; expected a positive number of microseconds")
+        if self.window_us is not None and self.labels is not None:
+            raise ValueError("give either labels or window_us to delimit samples, not both")
+        if self.overflow not in ("block", "drop_oldest"):
+            raise ValueError(f"overflow = {self.overflow!r}; expected 'block' or 'drop_oldest'")
+        if self.replay_factor <= 0:
+            raise ValueError(f"replay_factor = {self.replay_factor}; expected > 0")
+        if self.queue_packets < 1:
+            raise ValueError(f"queue_packets = {self.queue_packets}; expected >= 1")
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    index: int
+    t_start_us: int
+    t_end_us: int
+    n_steps: int
+    n_events: int
+    prediction: int
+    scores: tuple[float, ...]
+    label: int | None
+    spikes_per_layer: dict[str, int]
+    anytime_predictions: tuple[int, ...]
+    step_latency_us: tuple[float, ...]
+    decision_latency_us: float | None  # last event's arrival -> final decision (live sources)
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.label is None else self.prediction == self.label
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["correct"] = self.correct
+        return data
+
+
+@dataclass
+class StreamStats:
+    """Counters of one run; mutable while the run goes on."""
+
+    events_received: int = 0
+    packets_received: int = 0
+    packets_dropped: int = 0  # drop_oldest overflow
+    events_dropped: int = 0
+    events_outside_samples: int = 0  # between labelled segments: not part of any sample
+    steps: int = 0
+    wall_s: float = 0.0
+    compute_s: float = 0.0
+    step_latency_us: list[float] = field(default_factory=list)
+    decision_latency_us: list[float] = field(default_factory=list)
+    source: dict[str, int] = field(default_factory=dict)
+
+    def summary(self, dt_us: int, results: list[SampleResult]) -> dict[str, Any]:
+        lat = np.asarray(self.step_latency_us, dtype=np.float64)
+        labelled = [r for r in results if r.label is not None]
+        simulated_s = self.steps * dt_us / 1e6
+        out: dict[str, Any] = {
+            "samples": len(results),
+            "accuracy": (sum(r.correct for r in labelled) / len(labelled)) if labelled else None,
+            "steps": self.steps,
+            "dt_us": dt_us,
+            "events_received": self.events_received,
+            "packets_received": self.packets_received,
+            "packets_dropped": self.packets_dropped,
+            "events_dropped": self.events_dropped,
+            "events_outside_samples": self.events_outside_samples,
+            "step_latency_us": _percentiles(lat),
+            "decision_latency_us": _percentiles(np.asarray(self.decision_latency_us, dtype=np.float64)),
+            "wall_s": self.wall_s,
+            # > 1 means faster than real time: simulated seconds per second of compute
+            "real_time_factor": (simulated_s / self.compute_s) if self.compute_s > 0 else None,
+            "source": dict(self.source),
+        }
+        return out
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(values.mean()), "max": float(values.max())}
+
+
+class _Queued:
+    """Reads a live source on a thread into a bounded queue (see module docstring)."""
+
+    def __init__(self, source: Iterable[np.ndarray], options: StreamOptions, stats: StreamStats):
+        self.source = source
+        self.options = options
+        self.stats = stats
+        self.queue: queue.Queue = queue.Queue(maxsize=options.queue_packets)
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._pump, name="neurodeploy-source", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> None:
+        if self.options.overflow == "block" or item is _END:
+            self.queue.put(item)
+            return
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    dropped = self.queue.get_nowait()
+                except queue.Empty:
+                    continue
+                if dropped is not _END:
+                    with self._lock:
+                        self.stats.packets_dropped += 1
+                        self.stats.events_dropped += len(dropped[1])
+
+    def _pump(self) -> None:
+        try:
+            for packet in self.source:
+                self._put((time.perf_counter(), packet))
+        except BaseException as err:  # noqa: BLE001  (re-raised in the consumer thread)
+            self.error = err
+        finally:
+            self._put(_END)
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                self._thread.join(timeout=5)
+                if self.error is not None:
+                    raise self.error
+                return
+            yield item
+
+    def stop(self) -> None:
+        stop = getattr(self.source, "stop", None)
+        if stop is not None:
+            stop()
+
+
+class StreamRun:
+    """Iterate to get one `SampleResult` per sample; `summary()` afterwards."""
+
+    def __init__(
+        self,
+        frontend: FrontendRuntime,
+        backbone: BackboneRuntime,
+        source: Iterable[np.ndarray],
+        sensor_size: tuple[int, int],
+        options: StreamOptions,
+        *,
+        live: bool = False,
+    ):
+        self.frontend = frontend
+        self.backbone = backbone
+        self.source = source
+        self.sensor_size = tuple(sensor_size)
+        self.options = options
+        self.live = live
+        self.stats = StreamStats()
+        self.results: list[SampleResult] = []
+
+    # -- packets in ---------------------------------------------------------------------
+    def _packets(self) -> Iterator[tuple[float, np.ndarray]]:
+        if self.live:
+            queued = _Queued(self.source, self.options, self.stats)
+            try:
+                yield from queued
+            finally:
+                queued.stop()
+            return
+        start_wall = time.perf_counter()
+        t0: int | None = None
+        for packet in self.source:
+            if self.options.realtime and len(packet):
+                t0 = int(packet["t"][0]) if t0 is None else t0
+                due = start_wall + (int(packet["t"][-1]) - t0) / 1e6 / self.options.replay_factor
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            yield time.perf_counter(), packet
+
+    # -- the loop -----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[SampleResult]:
+        start = time.perf_counter()
+        try:
+            yield from self._run()
+        finally:
+            self.stats.wall_s = time.perf_counter() - start
+            source_stats = getattr(self.source, "stats", None)
+            if source_stats is not None and hasattr(source_stats, "as_dict"):
+                self.stats.source = source_stats.as_dict()
+
+    def _segments(self, first_t: int) -> Iterator[tuple[int, int | None, int | None]]:
+        """(start, end or None for open-ended, label) of each sample."""
+        o = self.options
+        if o.labels is not None:
+            for seg in o.labels:
+                yield seg.t_start_us, seg.t_end_us, seg.label
+            return
+        if o.window_us is not None:
+            k = 0
+            while True:  # ends with the stream
+                yield first_t + k * o.window_us, first_t + (k + 1) * o.window_us, None
+                k += 1
+        yield first_t, None, None
+
+    def _run(self) -> Iterator[SampleResult]:
+        sample: _Sample | None = None
+        segments: Iterator[tuple[int, int | None, int | None]] | None = None
+        pending_segment: tuple[int, int | None, int | None] | None = None
+        for arrival, packet in self._packets():
+            self.stats.packets_received += 1
+            self.stats.events_received += len(packet)
+            while len(packet):
+                if segments is None:
+                    segments = self._segments(int(packet["t"][0]))
+                    pending_segment = next(segments, None)
+                if sample is None:
+                    if pending_segment is None:  # after the last labelled segment
+                        self.stats.events_outside_samples += len(packet)
+                        break
+                    start, end, label = pending_segment
+                    before = packet["t"] < start
+                    self.stats.events_outside_samples += int(before.sum())
+                    packet = packet[~before]
+                    if not len(packet):
+                        break
+                    if end is not None and int(packet["t"][0]) >= end:
+                        # a whole sample passed without events: it still is a sample
+                        sample = self._open(start, end, label)
+                        yield self._close(sample, arrival)
+                        sample, pending_segment = None, next(segments, None)
+                        continue
+                    sample = self._open(start, end, label)
+                inside = packet if sample.end is None else packet[packet["t"] < sample.end]
+                if len(inside):
+                    self._feed(sample, inside, arrival)
+                packet = packet[len(inside):]
+                if sample.end is not None and len(packet):
+                    yield self._close(sample, arrival)
+                    sample, pending_segment = None, next(segments, None)
+        if sample is not None:
+            yield self._close(sample, time.perf_counter())
+        # labelled samples after the end of the stream: no events, still reported
+        if pending_segment is not None and sample is None and segments is not None and self.options.labels is not None:
+            rest = [pending_segment, *segments]
+            for start, end, label in rest:
+                yield self._close(self._open(start, end, label), time.perf_counter())
+
+    # -- one sample ---------------------------------------------------------------------
+    def _open(self, start: int, end: int | None, label: int | None) -> _Sample:
+        batch = 1
+        self.frontend.reset(batch)
+        self.backbone.reset(batch)
+        return _Sample(index=len(self.results), start=start, end=end, label=label)
+
+    def _feed(self, sample: _Sample, events: np.ndarray, arrival: float) -> None:
+        dt = self.options.dt_us
+        sample.n_events += len(events)
+        sample.pending.append(events)
+        last_t = int(events["t"][-1])
+        sample.last_t = last_t
+        complete = (last_t - sample.start) // dt  # bins that end at or before last_t
+        if complete > sample.steps:
+            self._run_bins(sample, complete, arrival)
+
+    def _run_bins(self, sample: _Sample, upto: int, arrival: float | None) -> None:
+        dt = self.options.dt_us
+        events = np.concatenate(sample.pending) if sample.pending else np.zeros(0, EVENT_DTYPE)
+        end_t = sample.start + upto * dt
+        done = events["t"] < end_t
+        frames = to_frames_dt(events[done], self.sensor_size, dt, t_start=sample.start + sample.steps * dt,
+                              n_bins=upto - sample.steps, dtype=np.float32)
+        sample.pending = [events[~done]]
+        for frame in frames:
+            self._step(sample, torch.from_numpy(frame).unsqueeze(0))
+        if arrival is not None and self.live:
+            self.stats.decision_latency_us.append((time.perf_counter() - arrival) * 1e6)
+
+    @torch.no_grad()
+    def _step(self, sample: _Sample, frame: torch.Tensor) -> None:
+        t = time.perf_counter()
+        spikes = torch.as_tensor(self.frontend.step(frame))
+        logits = torch.as_tensor(self.backbone.step(spikes))
+        elapsed = time.perf_counter() - t
+        self.stats.compute_s += elapsed
+        self.stats.steps += 1
+        sample.steps += 1
+        sample.latency_us.append(elapsed * 1e6)
+        self.stats.step_latency_us.append(elapsed * 1e6)
+        if self.options.keep_anytime:
+            sample.anytime.append(int(logits.argmax(dim=-1)[0]))
+
+    @torch.no_grad()
+    def _close(self, sample: _Sample, arrival: float) -> SampleResult:
+        dt = self.options.dt_us
+        if sample.end is not None:
+            n_bins = max(1, math.ceil((sample.end - sample.start) / dt))
+        else:
+            # open-ended (the whole stream): up to the bin of the last event, the last one partial
+            n_bins = max(sample.steps, (sample.last_t - sample.start) // dt + 1, 1)
+        if n_bins > sample.steps:
+            self._run_bins(sample, n_bins, None)
+        t = time.perf_counter()
+        logits = torch.as_tensor(self.backbone.flush())
+        self.stats.compute_s += time.perf_counter() - t
+        if self.live:
+            self.stats.decision_latency_us.append((time.perf_counter() - arrival) * 1e6)
+        scores = torch.softmax(logits[0], dim=-1)
+        result = SampleResult(
+            index=sample.index,
+            t_start_us=sample.start,
+            t_end_us=sample.end if sample.end is not None else sample.start + n_bins * dt,
+            n_steps=sample.steps,
+            n_events=sample.n_events,
+            prediction=int(logits[0].argmax()),
+            scores=tuple(float(s) for s in scores),
+            label=sample.label,
+            spikes_per_layer=dict(self.frontend.spike_counts),
+            anytime_predictions=tuple(sample.anytime),
+            step_latency_us=tuple(sample.latency_us),
+            decision_latency_us=self.stats.decision_latency_us[-1] if self.live else None,
+        )
+        self.results.append(result)
+        return result
+
+    def summary(self) -> dict[str, Any]:
+        return self.stats.summary(self.options.dt_us, self.results)
+
+
+@dataclass
+class _Sample:
+    index: int
+    start: int
+    end: int | None
+    label: int | None
+    steps: int = 0
+    n_events: int = 0
+    last_t: int = 0
+    pending: list[np.ndarray] = field(default_factory=list)
+    anytime: list[int] = field(default_factory=list)
+    latency_us: list[float] = field(default_factory=list)
+
+
+def offline_frames(events: np.ndarray, sensor_size: tuple[int, int], dt_us: int, start: int, end: int) -> np.ndarray:
+    """The frames a streamed sample `[start, end)` sees, computed offline (for parity checks)."""
+    inside = events[(events["t"] >= start) & (events["t"] < end)]
+    n_bins = max(1, math.ceil((end - start) / dt_us))
+    return to_frames_dt(inside, sensor_size, dt_us, t_start=start, n_bins=n_bins, dtype=np.float32)

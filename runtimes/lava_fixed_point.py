@@ -1,0 +1,150 @@
+"""Bit-exact numpy model of a netx front-end on Loihi fixed point (REFERENCE.md §3).
+
+It reads the same netx file `lava.lib.dl.netx.hdf5.Network` loads and computes, per layer
+and time step, exactly what Lava's `Conv` (fixed_pt) and `PyLifModelBitAcc` compute:
+
+    a  = wrap24(conv(x, w_int))                         graded counts or 0/1 spikes in
+    u  = sign(u*(4096-iDecay)) * (|u*(4096-iDecay)| >> 12) + (a << 6),   one wrap into 24 bits
+    v  = sign(v*(4096-vDecay)) * (|v*(4096-vDecay)| >> 12) + u + (bias << 6), clipped to +-(2**23-1)
+    s  = v > (vThMant << 6);  v[s] = 0
+
+with no pipeline delay (step t of every layer is torch's step t). Wraps and clips are
+counted per layer (`FixedPointStats`), because on the chip they happen silently.
+Integer convolutions run in float64 through torch: every partial sum is an integer far
+below 2**53, so the result is exact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+STATE_LIMIT = 2 ** 23  # 24-bit signed state
+SHIFT = 6
+DECAY_SHIFT = 12
+DECAY_UNITY = 1 << DECAY_SHIFT
+
+
+@dataclass(frozen=True)
+class FixedPointLayer:
+    """One netx conv block as integers, read from the file."""
+
+    name: str
+    weight: np.ndarray  # (Cout, Cin, kh, kw) int, torch layout
+    bias: np.ndarray  # (Cout,) int mantissa, bias_exp 6
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    v_threshold: int
+    i_decay: int
+    v_decay: int
+    output_shape: tuple[int, int, int]
+
+
+@dataclass
+class FixedPointStats:
+    """Per layer: how often Loihi's fixed point left its range (each would be silent on chip)."""
+
+    conv_wraps: dict[str, int] = field(default_factory=dict)
+    current_wraps: dict[str, int] = field(default_factory=dict)
+    membrane_clips: dict[str, int] = field(default_factory=dict)
+
+    def total(self) -> int:
+        return sum(self.conv_wraps.values()) + sum(self.current_wraps.values()) + sum(self.membrane_clips.values())
+
+
+def _scalar(dataset) -> int:
+    return int(np.asarray(dataset[()]).ravel()[0])
+
+
+def read_netx_layers(path: str | Path) -> tuple[tuple[FixedPointLayer, ...], dict[str, object]]:
+    """The conv blocks of a netx file written by `neurodeploy.exporters.netx`, and its attributes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"netx file {path} does not exist; write it with neurodeploy.exporters.netx.export_netx")
+    layers = []
+    with h5py.File(path, "r") as f:
+        attrs = {key: (value.decode() if isinstance(value, bytes) else value) for key, value in f.attrs.items()}
+        names = str(attrs.get("lif_layers", "")).split(",")
+        groups = f["layer"]
+        for index in sorted(groups, key=int):
+            group = groups[index]
+            kind = group["type"][()].decode() if isinstance(group["type"][()], bytes) else str(group["type"][()])
+            if kind == "input":
+                continue
+            if kind != "conv":
+                raise ValueError(f"{path}: layer {index} has type {kind!r}; the fixed-point model runs conv layers only")
+            neuron = group["neuron"]
+            k = len(layers)
+            layers.append(FixedPointLayer(
+                name=names[k] if k < len(names) and names[k] else f"layer{index}",
+                weight=np.asarray(group["weight"][()], dtype=np.int64),
+                bias=np.asarray(group["bias"][()], dtype=np.int64) if "bias" in group else None,
+                stride=tuple(int(v) for v in np.broadcast_to(group["stride"][()], (2,))),
+                padding=tuple(int(v) for v in np.broadcast_to(group["padding"][()], (2,))),
+                v_threshold=_scalar(neuron["vThMant"]), i_decay=_scalar(neuron["iDecay"]),
+                v_decay=_scalar(neuron["vDecay"]),
+                output_shape=tuple(int(v) for v in group["shape"][()])))
+    return tuple(layers), attrs
+
+
+def _decay(state: np.ndarray, decay: int) -> np.ndarray:
+    product = state.astype(np.int64) * (DECAY_UNITY - decay)
+    return np.sign(product) * (np.abs(product) >> DECAY_SHIFT)
+
+
+class FixedPointFrontend:
+    """Steps a netx front-end in Loihi's integer arithmetic, one sample at a time."""
+
+    def __init__(self, layers: tuple[FixedPointLayer, ...]):
+        self.layers = layers
+        self._weights = [torch.from_numpy(layer.weight.astype(np.float64)) for layer in layers]
+        self.stats = FixedPointStats()
+        self.reset()
+
+    @classmethod
+    def from_netx(cls, path: str | Path) -> FixedPointFrontend:
+        layers, _ = read_netx_layers(path)
+        return cls(layers)
+
+    def reset(self) -> None:
+        self.u = [np.zeros(layer.output_shape, np.int64) for layer in self.layers]
+        self.v = [np.zeros(layer.output_shape, np.int64) for layer in self.layers]
+        self.stats = FixedPointStats(*({layer.name: 0 for layer in self.layers} for _ in range(3)))
+
+    def step(self, frame: np.ndarray) -> list[np.ndarray]:
+        """frame (C, H, W) integer counts -> spikes (0/1 int) of every layer, (C, H, W) each."""
+        x = torch.from_numpy(np.asarray(frame, dtype=np.float64))[None]
+        out = []
+        for k, layer in enumerate(self.layers):
+            a = F.conv2d(x, self._weights[k], stride=layer.stride, padding=layer.padding)[0].numpy().astype(np.int64)
+            # Conv's fixed model clamps its output to 24 signed bits by wrapping
+            wrapped = (a + STATE_LIMIT) % (2 * STATE_LIMIT) - STATE_LIMIT
+            self.stats.conv_wraps[layer.name] += int(np.count_nonzero(wrapped != a))
+            u = _decay(self.u[k], layer.i_decay) + (wrapped << SHIFT)
+            # PyLifModelBitAcc wraps u once, asymmetrically (> 2**23 and <= -2**23)
+            u_wrapped = np.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, u)
+            u_wrapped = np.where(u_wrapped <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u_wrapped)
+            self.stats.current_wraps[layer.name] += int(np.count_nonzero(u_wrapped != u))
+            bias = 0 if layer.bias is None else (layer.bias[:, None, None] << SHIFT)
+            v = _decay(self.v[k], layer.v_decay) + u_wrapped + bias
+            v_clipped = np.clip(v, -STATE_LIMIT + 1, STATE_LIMIT - 1)
+            self.stats.membrane_clips[layer.name] += int(np.count_nonzero(v_clipped != v))
+            spikes = v_clipped > (layer.v_threshold << SHIFT)
+            self.u[k] = u_wrapped
+            self.v[k] = np.where(spikes, 0, v_clipped)
+            out.append(spikes.astype(np.int64))
+            x = torch.from_numpy(spikes.astype(np.float64))[None]
+        return out
+
+    def run(self, frames: np.ndarray) -> list[np.ndarray]:
+        """frames (T, C, H, W) -> spikes per layer (T, C, H, W), from a fresh state."""
+        self.reset()
+        steps = [self.step(frame) for frame in np.asarray(frames)]
+        return [np.stack([s[k] for s in steps]) for k in range(len(self.layers))]
+
+
+__all__ = ["FixedPointFrontend", "FixedPointLayer", "FixedPointStats", "read_netx_layers"]
