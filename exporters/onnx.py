@@ -22,13 +22,13 @@ backbone_chunk.onnx (`export_backbone_chunk`) and backbone_step.onnx (`export_ba
     `logits` are the anytime logits head(feature_sum / max(count, 1)). Each output state is
     named `<state>_out`.
 
-The centered interface's look-ahead lives in the graphs: a push with `pushed + 1 <= k//2`
+The centered interface's look-ahead lives in the graphs: a push with `pushed + 1 <= lookahead` ((k-1)//2 for centered, 0 for causal)
 only fills the ring (the blocks' states, sum and count pass through unchanged), as
 `MambaSpike.backbone_step` does, so a consumer of the step graph needs no extra logic. The
 chunk graph drops the warm-up rows of a packet with a dynamic slice; onnxruntime's Scan and
 Conv refuse zero-length sequences, so a packet that lies wholly inside the warm-up
-(`pushed + T <= k//2`) must go through the step graph (the runtime does this). Finishing a
-sample (`flush`: k//2 zero frames after the last real one) is a runtime's job: it needs the
+(`pushed + T <= lookahead`) must go through the step graph (the runtime does this). Finishing a
+sample (`flush`: lookahead zero frames after the last real one) is a runtime's job: it needs the
 count of real frames, which the graphs do not carry.
 
 Route taken: the graphs are written node by node with `onnx.helper` from the model's
@@ -425,7 +425,7 @@ def _chunk_graph(b: _Builder, w: _Weights) -> None:
     projected = b.op("MatMul", window, b.weight("input_proj.weight", w.input_proj_t), name="input_proj")
     smoothed = _smooth_projected(b, projected, k, (0, 0))  # the ring supplies the causal history
     x = b.op("Add", smoothed, b.weight("input_proj.bias", w.input_proj_bias))
-    # warm-up of the centered interface: the first k//2 pushes of a sample run no block
+    # warm-up of the centered interface: the first `lookahead` pushes of a sample run no block
     skip = b.op("Min", b.op("Max", b.op("Sub", b.ints(c.lookahead), state["pushed"]), b.ints(0)), steps)  # (1,)
     x = b.op("Slice", x, skip, b.ints(_INT64_MAX), b.ints(1))
     active = b.op("Sub", steps, skip)
@@ -460,7 +460,7 @@ def _step_graph(b: _Builder, w: _Weights) -> None:
     x = b.op("Gemm", summed, b.weight("input_proj.weight", w.input_proj_t), b.weight("input_proj.bias", w.input_proj_bias),
              alpha=1.0 / k, name="input_proj")
     pushed = b.op("Add", state["pushed"], b.scalar(1, np.int64))
-    # the centered interface's warm-up: blocks run (their state is kept) only past k//2 pushes
+    # the centered interface's warm-up: blocks run (their state is kept) only past `lookahead` pushes
     active = b.op("Greater", pushed, b.scalar(c.lookahead, np.int64))
     convs, ssms = [], []
     for i, lw in enumerate(w.layers):
@@ -603,7 +603,8 @@ def state_to_feeds(state: BackboneState) -> dict[str, np.ndarray]:
 
 
 def _max_abs(a, b) -> float:
-    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+    difference = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
+    return float(difference.max()) if difference.size else 0.0  # a window of 1 has an empty ring
 
 
 def _parity_full(model: MambaSpike, session, sample: torch.Tensor) -> float:

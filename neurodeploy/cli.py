@@ -1,9 +1,45 @@
-"""The `neurodeploy` command line."""
+"""The `neurodeploy` command line.
+
+Exit codes: 0 success; 1 an error with a message (bad input, a refused bundle); 2 wrong usage
+(click); 3 `verify` found runtimes that disagree beyond their tolerance.
+"""
 from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
 from neurodeploy import __version__
+
+EXIT_PARITY = 3
+
+
+def _echo_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, indent=2, default=str))
+
+
+def _sensor_size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}; expected WIDTHxHEIGHT, e.g. 34x34") from None
+    return width, height
+
+
+def _fail(err: Exception) -> click.ClickException:
+    return click.ClickException(str(err))
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,8 +50,11 @@ def main() -> None:
 
     \b
     Examples:
-      neurodeploy --version
-      neurodeploy info CHECKPOINT
+      neurodeploy export checkpoint_best.pth -o bundle/ --pool-rewrite sum
+      neurodeploy run bundle/ recording.aedat4 --frontend nir --backbone onnxruntime
+      neurodeploy run bundle/ tcp://127.0.0.1:7777
+      neurodeploy verify bundle/ recording.raw
+      neurodeploy inspect bundle/
     """
 
 
@@ -26,20 +65,273 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
     """Load CHECKPOINT (own, reference v1/v2 or bare state_dict) and describe the model."""
-    import dataclasses
-    import json
-
     from neurodeploy.model.checkpoint import CheckpointError, load_checkpoint
 
     try:
         model, config = load_checkpoint(checkpoint, config=config_path)
     except CheckpointError as err:
-        raise click.ClickException(str(err)) from None
+        raise _fail(err) from None
     n_params = sum(p.numel() for p in model.parameters())
     payload = {"checkpoint": checkpoint, "config": dataclasses.asdict(config), "parameters": n_params}
     if as_json:
-        click.echo(json.dumps(payload, indent=2))
+        _echo_json(payload)
     else:
         click.echo(f"{checkpoint}: {n_params:,} parameters")
         for key, value in payload["config"].items():
             click.echo(f"  {key}: {value}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="JSON model config, for a bare state_dict file.")
+@click.option("--dt-us", type=int, default=None, show_default="the checkpoint's dt_us, else 1000",
+              help="Time-bin width the model runs at, in microseconds.")
+@click.option("--pool-rewrite", type=click.Choice(["avg", "sum"]), default=None,
+              help="Replace max pooling (an approximation; its measured effect is reported).")
+@click.option("--artifacts", default="nir,netx,onnx", show_default=True,
+              help="Comma-separated subset of nir, netx, onnx.")
+@click.option("--netx-weight-scale", type=float, default=None, help="Fixed weight scale for netx quantization.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | None, pool_rewrite: str | None,
+           artifacts: str, netx_weight_scale: float | None, as_json: bool) -> None:
+    """Export CHECKPOINT to a deployment bundle folder.
+
+    \b
+    Examples:
+      neurodeploy export model.safetensors -o bundle/
+      neurodeploy export outputs/nmnist_x/checkpoint_best.pth -o bundle/ --pool-rewrite sum --dt-us 1000
+      neurodeploy export weights.pt --config config.json -o bundle/ --artifacts nir,onnx
+    """
+    from neurodeploy import bundle as bundle_mod
+    from neurodeploy.model.checkpoint import CheckpointError, checkpoint_metadata
+
+    if dt_us is None:
+        saved = checkpoint_metadata(checkpoint).get("dt_us") if checkpoint.endswith(".safetensors") else None
+        dt_us = int(saved) if saved else 1000
+    console = _stderr_console()
+    try:
+        options = bundle_mod.ExportOptions(
+            dt_us=dt_us, artifacts=tuple(a.strip() for a in artifacts.split(",") if a.strip()),
+            pool_rewrite=pool_rewrite, netx_weight_scale=netx_weight_scale,
+        )
+        with console.status("exporting") as status:
+            result = bundle_mod.export(checkpoint, out_dir, options, config=config_path,
+                                       progress=lambda message: status.update(message))
+    except (CheckpointError, bundle_mod.BundleError, ValueError) as err:
+        raise _fail(err) from None
+    manifest = result.manifest
+    if as_json:
+        _echo_json(manifest)
+        return
+    click.echo(f"bundle written to {out_dir} (dt {dt_us} us)")
+    for name, entry in manifest["artifacts"].items():
+        click.echo(f"  {name:22s} {entry['bytes']:>10,d} bytes  sha256 {entry['sha256'][:12]}")
+    for name, reason in manifest["skipped"].items():
+        click.echo(f"  {name:22s} NOT MADE: {reason}")
+    for key, value in manifest["parity"].items():
+        click.echo(f"  parity {key}: {value}")
+    if manifest.get("pool_rewrite"):
+        click.echo(f"  pool rewrite: {json.dumps(manifest['pool_rewrite'])}")
+
+
+def _open_stream(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None,
+                 window_us: int | None, follow: bool, realtime: bool, replay_factor: float, overflow: str,
+                 queue_packets: int, sensor_size: str | None, event_format: str | None, idle_timeout: float):
+    from neurodeploy.bundle import load_bundle
+    from neurodeploy.sources import labels_beside, open_source, read_label_file
+    from neurodeploy.stream import StreamOptions, StreamRun
+
+    bundle = load_bundle(bundle_dir)
+    opened = open_source(source, sensor_size=_sensor_size(sensor_size), follow=follow, format=event_format,
+                         idle_timeout_s=idle_timeout)
+    c = bundle.config
+    if opened.sensor_size != (c.input_width, c.input_height):
+        raise ValueError(f"{source}: sensor size {opened.sensor_size[0]}x{opened.sensor_size[1]}, but the model "
+                         f"expects {c.input_width}x{c.input_height}; crop or resize the events first")
+    label_path = labels or (None if window_us else labels_beside(source))
+    segments = read_label_file(label_path) if label_path else None
+    options = StreamOptions(dt_us=bundle.dt_us, window_us=window_us, labels=segments, realtime=realtime,
+                            replay_factor=replay_factor, overflow=overflow, queue_packets=queue_packets)
+    run = StreamRun(bundle.frontend_runtime(frontend), bundle.backbone_runtime(backbone), opened.packets,
+                    opened.sensor_size, options, live=opened.live)
+    return run, label_path
+
+
+_stream_options = [
+    click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True),
+    click.option("--backbone", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True),
+    click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="CSV t_start_us,t_end_us,label delimiting samples (default: SOURCE.labels.csv if present)."),
+    click.option("--window-us", type=int, default=None, help="Delimit samples by fixed time windows instead."),
+    click.option("--follow", is_flag=True, help="SOURCE is a file still being written."),
+    click.option("--realtime", is_flag=True, help="Replay a file at its recorded pace."),
+    click.option("--replay-factor", type=float, default=1.0, show_default=True, help="With --realtime: speed-up."),
+    click.option("--overflow", type=click.Choice(["block", "drop_oldest"]), default="block", show_default=True,
+                 help="Live sources: what to do when the pipeline falls behind."),
+    click.option("--queue", "queue_packets", type=int, default=64, show_default=True, help="Live-source queue bound."),
+    click.option("--sensor-size", default=None, help="WIDTHxHEIGHT, for sources without a header (UDP, CSV)."),
+    click.option("--format", "event_format", default=None, help="Event file format, when detection cannot tell."),
+    click.option("--idle-timeout", type=float, default=2.0, show_default=True,
+                 help="Followed files / UDP: end after this many seconds without data."),
+]
+
+
+def _with_stream_options(fn):
+    for option in reversed(_stream_options):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
+@click.argument("source")
+@_with_stream_options
+@click.option("--json", "as_json", is_flag=True, help="Per-sample results and the summary as JSON.")
+def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None, window_us: int | None,
+        follow: bool, realtime: bool, replay_factor: float, overflow: str, queue_packets: int,
+        sensor_size: str | None, event_format: str | None, idle_timeout: float, as_json: bool) -> None:
+    """Stream SOURCE through a BUNDLE one time step at a time.
+
+    SOURCE is an event file, `-` (CSV on stdin), tcp://HOST:PORT or unix:///PATH (DV network
+    stream), or udp://HOST:PORT (faery datagrams).
+
+    \b
+    Examples:
+      neurodeploy run bundle/ rec.npz                       # labels from rec.npz.labels.csv
+      neurodeploy run bundle/ rec.raw --window-us 300000 --frontend torch --backbone torch
+      neurodeploy run bundle/ tcp://127.0.0.1:7777 --overflow drop_oldest
+      cat events.csv | neurodeploy run bundle/ - --sensor-size 34x34
+    """
+    from neurodeploy.bundle import BundleError
+    from neurodeploy.events.errors import EventFileError
+
+    try:
+        stream, label_path = _open_stream(bundle_dir, source, frontend, backbone, labels, window_us, follow,
+                                          realtime, replay_factor, overflow, queue_packets, sensor_size,
+                                          event_format, idle_timeout)
+        results = []
+        console = _stderr_console()
+        for result in stream:
+            results.append(result)
+            if not as_json:
+                mark = "" if result.label is None else ("  ok" if result.correct else f"  WRONG (label {result.label})")
+                click.echo(f"sample {result.index:3d}  [{result.t_start_us / 1e6:8.3f}s, {result.t_end_us / 1e6:8.3f}s)  "
+                           f"pred {result.prediction:2d}  p={max(result.scores):.2f}  steps {result.n_steps:4d}  "
+                           f"spikes {sum(result.spikes_per_layer.values()):8d}{mark}")
+            else:
+                console.print(f"sample {result.index} done", end="\r")
+    except (BundleError, EventFileError, ValueError, FileNotFoundError, RuntimeError) as err:
+        raise _fail(err) from None
+    summary = stream.summary()
+    summary.update(frontend=frontend, backbone=backbone, labels=str(label_path) if label_path else None)
+    if as_json:
+        _echo_json({"summary": summary, "samples": [r.to_dict() for r in results]})
+        return
+    lat = summary["step_latency_us"]
+    acc = summary["accuracy"]
+    click.echo(f"{summary['samples']} samples, {summary['steps']} steps of {summary['dt_us']} us"
+               + (f", accuracy {acc:.1%}" if acc is not None else ""))
+    if lat["p50"] is not None:
+        click.echo(f"per-step latency p50 {lat['p50']:.0f} us, p95 {lat['p95']:.0f} us, p99 {lat['p99']:.0f} us; "
+                   f"real-time factor {summary['real_time_factor']:.1f}x")
+    click.echo(f"events {summary['events_received']:,} in {summary['packets_received']} packets; dropped "
+               f"{summary['packets_dropped']} packets ({summary['events_dropped']} events); outside samples "
+               f"{summary['events_outside_samples']}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True)
+def inspect(path: str, as_json: bool) -> None:
+    """Describe a bundle folder, a NIR file, an ONNX file, a checkpoint or an event file.
+
+    \b
+    Examples:
+      neurodeploy inspect bundle/
+      neurodeploy inspect bundle/backbone_step.onnx
+      neurodeploy inspect recording.aedat4
+    """
+    from neurodeploy.inspection import describe
+
+    try:
+        payload = describe(Path(path))
+    except Exception as err:  # noqa: BLE001  (every reader's error is the user's answer here)
+        raise _fail(err) from None
+    if as_json:
+        _echo_json(payload)
+        return
+    _print_tree(payload)
+
+
+def _print_tree(payload: dict, indent: int = 0) -> None:
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            click.echo(" " * indent + f"{key}:")
+            _print_tree(value, indent + 2)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            click.echo(" " * indent + f"{key}:")
+            for item in value:
+                click.echo(" " * (indent + 2) + ", ".join(f"{k}={v}" for k, v in item.items()))
+        else:
+            click.echo(" " * indent + f"{key}: {value}")
+
+
+@main.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
+@click.argument("events", required=False)
+@click.option("--samples", type=int, default=2, show_default=True, help="Synthetic samples when no EVENTS given.")
+@click.option("--steps", type=int, default=20, show_default=True, help="Time steps per sample checked.")
+@click.option("--lava/--no-lava", default=False, show_default=True, help="Include the Lava runtime (slow).")
+@click.option("--json", "as_json", is_flag=True)
+def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: bool, as_json: bool) -> None:
+    """Run every runtime of BUNDLE on the same events and report parity per layer.
+
+    Exit code 3 when a runtime disagrees with the PyTorch reference beyond its tolerance.
+
+    \b
+    Examples:
+      neurodeploy verify bundle/
+      neurodeploy verify bundle/ recording.aedat4 --steps 100 --lava
+    """
+    from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.verification import verify_bundle
+
+    try:
+        bundle = load_bundle(bundle_dir)
+        outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava)
+    except (BundleError, ValueError, FileNotFoundError) as err:
+        raise _fail(err) from None
+    if as_json:
+        _echo_json(outcome)
+    else:
+        _print_tree(outcome)
+    if not outcome["passed"]:
+        sys.exit(EXIT_PARITY)
+
+
+@main.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
+@click.option("--steps", type=int, default=300, show_default=True, help="Steps timed at batch 1.")
+@click.option("--batch", type=int, default=32, show_default=True, help="Batch for the throughput figure.")
+@click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool) -> None:
+    """Latency (batch 1, per step) and throughput (batch offline) of a BUNDLE's runtimes.
+
+    \b
+    Example:
+      neurodeploy bench bundle/ --steps 1000
+    """
+    from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.verification import bench_bundle
+
+    try:
+        outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
+    except (BundleError, ValueError) as err:
+        raise _fail(err) from None
+    if as_json:
+        _echo_json(outcome)
+    else:
+        _print_tree(outcome)

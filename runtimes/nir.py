@@ -41,9 +41,7 @@ and dyadic weights); in general it agrees to float rounding.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
-import math
 from pathlib import Path
 
 import nir
@@ -150,7 +148,7 @@ class LIFNode(nn.Module):
 
     def __init__(self, parameters: LIFParameters, input_scale: float | torch.Tensor):
         super().__init__()
-        self.parameters_ = parameters
+        self.lif = parameters
         self.input_scale = input_scale
 
     def forward(self, current: torch.Tensor, state: LIFState | None = None) -> tuple[torch.Tensor, LIFState]:
@@ -158,7 +156,7 @@ class LIFNode(nn.Module):
             state = lif_initial_state(tuple(current.shape), dtype=current.dtype, device=current.device)
         if not (isinstance(self.input_scale, float) and self.input_scale == 1.0):
             current = current * self.input_scale
-        return lif_step(current, state, self.parameters_)
+        return lif_step(current, state, self.lif)
 
 
 class SumPool(nn.Module):
@@ -189,7 +187,7 @@ class BatchFlatten(nn.Module):
         return x.flatten(self.start_dim, self.end_dim)
 
 
-def _pair(value, name: str, what: str) -> tuple[int, int]:
+def _pair(value) -> tuple[int, int]:
     values = np.broadcast_to(np.asarray(value).astype(np.int64), (2,))
     return int(values[0]), int(values[1])
 
@@ -199,8 +197,8 @@ def _map_conv(name: str, node: nir.Conv2d) -> nn.Conv2d:
         raise UnsupportedGraphError(f"node {name!r}: string padding {node.padding!r}; write integer padding")
     weight = torch.from_numpy(np.asarray(node.weight, np.float32))
     conv = nn.Conv2d(weight.shape[1] * int(node.groups), weight.shape[0], tuple(weight.shape[2:]),
-                     stride=_pair(node.stride, name, "stride"), padding=_pair(node.padding, name, "padding"),
-                     dilation=_pair(node.dilation, name, "dilation"), groups=int(node.groups))
+                     stride=_pair(node.stride), padding=_pair(node.padding),
+                     dilation=_pair(node.dilation), groups=int(node.groups))
     conv.weight.data = weight.clone()
     conv.bias.data = torch.from_numpy(np.asarray(node.bias, np.float32)).clone()
     meta = node.metadata
@@ -215,7 +213,7 @@ def _map_pool(name: str, node: nir.NIRNode) -> nn.Module:
     if np.any(np.asarray(node.padding) != 0):
         raise UnsupportedGraphError(f"node {name!r}: pooling with padding {node.padding} is not implemented (the "
                                     "model family pools without padding)")
-    kernel, stride = _pair(node.kernel_size, name, "kernel_size"), _pair(node.stride, name, "stride")
+    kernel, stride = _pair(node.kernel_size), _pair(node.stride)
     return (SumPool if isinstance(node, nir.SumPool2d) else AvgPool)(kernel, stride)
 
 

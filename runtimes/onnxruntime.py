@@ -154,7 +154,7 @@ class OnnxBackboneRuntime:
         return self._logits
 
     def flush(self) -> np.ndarray:
-        """Finish the samples (the centered interface's k//2 zero frames); final logits."""
+        """Finish the samples (the centered interface's lookahead zero frames); final logits."""
         if self._received == 0:
             raise ValueError("flush() before any spike frame of the sample; step() or push() its frames first")
         pending = self._received + self.config.lookahead - int(self._feeds["pushed"])

@@ -80,7 +80,9 @@ def test_a_graph_without_dt_is_refused_with_the_writers_conventions():
     with pytest.raises(UnsupportedGraphError, match="node '2': beta = 1 - dt/tau"):
         import_frontend(graph, writer="norse")
     # ... and a shorter dt silently would be a different model: why dt must be stated
-    _, config = import_frontend(graph, dt_s=1e-5)
+    # (its r = tau/1e-4 then no longer makes r*dt/tau = 1, and the folding is warned about)
+    with pytest.warns(UserWarning, match=r"r\*dt/tau = 0.1;"):
+        _, config = import_frontend(graph, dt_s=1e-5)
     assert abs(config.beta - 0.99) < 1e-6
 
 

@@ -94,8 +94,12 @@ class MambaSpikeConfig:
 
     @property
     def lookahead(self) -> int:
-        """Steps the interface must wait for before its output at t is known."""
-        return self.interface_window // 2 if self.interface == "centered" else 0
+        """Steps the interface must wait for before its output at t is known.
+
+        The centered window takes k//2 past and k-1-k//2 = (k-1)//2 future steps (the offline
+        padding in `moving_average`); for odd k both are k//2.
+        """
+        return (self.interface_window - 1) // 2 if self.interface == "centered" else 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

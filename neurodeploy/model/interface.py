@@ -1,9 +1,10 @@
 """The spike interface: flatten (C, H, W) then a k-tap moving average over time.
 
 `causal`:   out[t] = (1/k) * sum(s[t-k+1 .. t]), zeros before the start.
-`centered`: out[t] = (1/k) * sum(s[t-k//2 .. t+k//2]), zeros at both ends; this equals the
-            causal output shifted by k//2, so streaming runs the causal ring buffer and
-            emits the output for step t - k//2, and `flush` feeds k//2 zero frames.
+`centered`: out[t] = (1/k) * sum(s[t-k//2 .. t+(k-1)//2]), zeros at both ends (for odd k,
+            t-k//2 .. t+k//2); this equals the causal output shifted by (k-1)//2
+            (`config.lookahead`), so streaming runs the causal ring buffer, emits the output
+            for step t - lookahead, and `flush` feeds lookahead zero frames.
 The divisor is always k (zero padding counts), as the reference's averaging does.
 """
 from __future__ import annotations

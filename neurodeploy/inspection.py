@@ -1,0 +1,103 @@
+"""`neurodeploy inspect`: what is inside a bundle, a NIR file, an ONNX file, a checkpoint or an event file."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def describe(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        return _bundle(path)
+    suffix = path.suffix.lower()
+    if suffix == ".nir":
+        return _nir(path)
+    if suffix == ".onnx":
+        return _onnx(path)
+    if suffix in (".safetensors", ".pth", ".pt", ".ckpt"):
+        return _checkpoint(path)
+    return _events(path)
+
+
+def _bundle(path: Path) -> dict[str, Any]:
+    from neurodeploy.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    m = bundle.manifest
+    return {
+        "kind": "bundle",
+        "path": str(path),
+        "hashes": "verified",
+        "dt_us": m["dt_us"],
+        "created": m["created"],
+        "neurodeploy_version": m["neurodeploy_version"],
+        "config": m["config"],
+        "artifacts": {name: f"{e['bytes']:,} bytes, sha256 {e['sha256'][:16]}" for name, e in m["artifacts"].items()},
+        "skipped": m["skipped"] or "none",
+        "parity": m["parity"],
+    }
+
+
+def _nir(path: Path) -> dict[str, Any]:
+    from neurodeploy.exporters.nir import read_frontend
+
+    graph = read_frontend(path)
+    nodes = []
+    for name, node in graph.nodes.items():
+        shape_in = {k: list(map(int, v)) for k, v in (node.input_type or {}).items()}
+        shape_out = {k: list(map(int, v)) for k, v in (node.output_type or {}).items()}
+        nodes.append({"name": name, "type": type(node).__name__, "in": shape_in, "out": shape_out,
+                      "metadata": sorted((node.metadata or {}).keys())})
+    return {"kind": "nir", "path": str(path), "metadata": {k: v for k, v in graph.metadata.items() if k != "model_config"},
+            "nodes": nodes, "edges": [f"{a} -> {b}" for a, b in graph.edges]}
+
+
+def _onnx(path: Path) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def shape(value) -> str:
+        dims = value.type.tensor_type.shape.dim
+        return "(" + ", ".join(d.dim_param or str(d.dim_value) for d in dims) + ")"
+
+    custom = [n.op_type for n in model.graph.node if n.domain == "ai.neurodeploy"]
+    return {
+        "kind": "onnx",
+        "path": str(path),
+        "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "inputs": {i.name: shape(i) for i in model.graph.input},
+        "outputs": {o.name: shape(o) for o in model.graph.output},
+        "nodes": len(model.graph.node),
+        "custom_nodes": {op: custom.count(op) for op in sorted(set(custom))},
+        "functions": [f"{f.domain}::{f.name}" for f in model.functions],
+        "metadata": {p.key: (p.value if len(p.value) < 200 else p.value[:200] + "...") for p in model.metadata_props},
+    }
+
+
+def _checkpoint(path: Path) -> dict[str, Any]:
+    from neurodeploy.model.checkpoint import load_checkpoint
+
+    model, config = load_checkpoint(path)
+    return {"kind": "checkpoint", "path": str(path), "parameters": sum(p.numel() for p in model.parameters()),
+            "config": config.to_dict()}
+
+
+def _events(path: Path) -> dict[str, Any]:
+    from neurodeploy.events import detect_format, load
+
+    fmt = detect_format(path)
+    recording = load(path)
+    events = recording.events
+    duration = int(events["t"][-1] - events["t"][0]) if len(events) else 0
+    return {
+        "kind": "events",
+        "path": str(path),
+        "format": fmt,
+        "sensor_size": f"{recording.sensor_size[0]}x{recording.sensor_size[1]}",
+        "events": len(events),
+        "t_first_us": int(events["t"][0]) if len(events) else None,
+        "duration_us": duration,
+        "on_fraction": float(events["p"].mean()) if len(events) else None,
+        "event_rate_per_s": (len(events) / (duration / 1e6)) if duration else None,
+        "decode": {k: v for k, v in recording.stats.as_dict().items() if v} if recording.stats else {},
+    }
