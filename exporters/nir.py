@@ -18,7 +18,9 @@ reads the spikes `lif_k` emitted at the *previous* step (zeros before the first 
 
 Time: `dt` (seconds) is in the graph metadata and in every LIF node's metadata. The discrete
 LIF `v[t] = beta * v[t-1] + I[t]` is written as `nir.LIF(tau = dt/(1-beta), r = tau/dt,
-v_leak = 0, v_threshold = thr, v_reset = 0)`; beta = 1 (no leak) is written tau = inf.
+v_leak = 0, v_threshold = thr, v_reset = 0)`; beta = 1 (no leak) is written as
+`nir.IF(r = 1/dt, v_threshold = thr)` with the same metadata. Arrays are float32, per neuron.
+`read_frontend` returns nodes in alphabetical order (HDF5 groups); follow the edges.
 
 Metadata keys (what NIR's node types cannot say; values are str, float, int or bool):
 
@@ -28,6 +30,8 @@ graph (`NIRGraph.metadata`)
     "format"            str    "neurodeploy.frontend/1" (this layout)
     "model_config"      str    the MambaSpikeConfig as JSON (for re-import of the whole model)
     "lif_layers"        str    "lif1,lif2,lif3" (the layers whose spikes are reported)
+    "pool_rewrite_report" str  only after a requested max-pooling rewrite: PoolRewriteReport
+                               as JSON (spikes per layer before/after, changed predictions)
 
 input
     "graded_input"      bool   True: the input holds non-negative event *counts* per bin (can

@@ -227,7 +227,7 @@ def export(
 
         say(f"rewriting max pooling as {options.pool_rewrite}")
         model, report = rewrite_max_pooling(model, options.pool_rewrite, sample=frames)
-        rewrite_report = json.loads(report.to_json())
+        rewrite_report = {**json.loads(report.to_json()), "summary": report.summary()}
 
     graph = None
     if "nir" in options.artifacts:

@@ -133,7 +133,7 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
     for key, value in manifest["parity"].items():
         click.echo(f"  parity {key}: {value}")
     if manifest.get("pool_rewrite"):
-        click.echo(f"  pool rewrite: {json.dumps(manifest['pool_rewrite'])}")
+        click.echo(f"  APPROXIMATION: {manifest['pool_rewrite']['summary']}")
 
 
 def _open_stream(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None,

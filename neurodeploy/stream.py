@@ -21,8 +21,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import queue
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -403,3 +405,44 @@ def offline_frames(events: np.ndarray, sensor_size: tuple[int, int], dt_us: int,
     inside = events[(events["t"] >= start) & (events["t"] < end)]
     n_bins = max(1, math.ceil((end - start) / dt_us))
     return to_frames_dt(inside, sensor_size, dt_us, t_start=start, n_bins=n_bins, dtype=np.float32)
+
+
+def stream(bundle: Any, source: str | Iterable[np.ndarray], *, frontend: str = "nir", backbone: str = "onnxruntime",
+           sensor_size: tuple[int, int] | None = None, follow: bool = False, **options: Any) -> StreamRun:
+    """The Python API of `neurodeploy run`: iterate the returned run for per-sample results.
+
+    `bundle` is a Bundle or a bundle folder; `source` an event file path / `-` / address
+    (see neurodeploy.sources) or an iterable of event packets (then `sensor_size` is needed).
+    `options` are StreamOptions fields; `dt_us` defaults to the bundle's.
+    """
+    from neurodeploy.bundle import Bundle, load_bundle
+    from neurodeploy.sources import labels_beside, open_source, read_label_file
+
+    if not isinstance(bundle, Bundle):
+        bundle = load_bundle(bundle)
+    options.setdefault("dt_us", bundle.dt_us)
+    if isinstance(source, str):
+        opened = open_source(source, sensor_size=sensor_size, follow=follow)
+        packets, size, live = opened.packets, opened.sensor_size, opened.live
+        if options.get("labels") is None and options.get("window_us") is None and labels_beside(source):
+            options["labels"] = read_label_file(labels_beside(source))
+    else:
+        if sensor_size is None:
+            raise ValueError("a packet iterable carries no sensor size: pass sensor_size=(width, height)")
+        packets, size, live = source, tuple(sensor_size), False
+    if isinstance(options.get("labels"), list):
+        options["labels"] = tuple(options["labels"])
+    return StreamRun(bundle.frontend_runtime(frontend), bundle.backbone_runtime(backbone), packets, size,
+                     StreamOptions(**options), live=live)
+
+
+class _CallableModule(types.ModuleType):
+    """`neurodeploy.stream(...)` is the API function, and `neurodeploy.stream` is also this module:
+    once the submodule is imported, Python binds the package attribute to the module, so the
+    module itself forwards calls to `stream()`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> StreamRun:
+        return stream(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

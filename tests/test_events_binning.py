@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 import neurodeploy.events as E
-from neurodeploy.events import binning, denoise, slicing, synthetic
+from neurodeploy.events import binning, slicing, synthetic
+from neurodeploy.events.denoise import Denoise, denoise
 
 tonic = pytest.importorskip("tonic")
 
@@ -64,7 +65,7 @@ def test_denoise_matches_tonic(rec):
     ev["t"] += 20_000  # also past the start-up quirk
     for events in (rec.events, ev):
         for ft in (1000, 10_000):
-            assert np.array_equal(denoise.denoise(events, ft), F.denoise_numpy(events, ft))
+            assert np.array_equal(denoise(events, ft), F.denoise_numpy(events, ft))
 
 
 def test_slicing_time_empty_windows_and_partial():
@@ -94,5 +95,5 @@ def test_slicing_streaming_equals_offline(rec):
 
 
 def test_transforms(rec):
-    frames = binning.ToFrames(rec.sensor_size, n_time_bins=10)(denoise.Denoise(10_000)(rec))
+    frames = binning.ToFrames(rec.sensor_size, n_time_bins=10)(Denoise(10_000)(rec))
     assert frames.shape == (10, 2, 34, 34)

@@ -59,7 +59,6 @@ def test_follow_file_written_in_chunks(tmp_path, rec, fmt):
 
 
 def test_follow_stream_that_stops_mid_record(tmp_path, rec):
-    E.save(rec, tmp_path / "w.bin", format="nmnist_bin") if False else None
     ev = rec.events.copy()
     ev["t"] -= 17_000_000
     E.save(E.Recording(ev, (34, 34)), tmp_path / "w.bin")

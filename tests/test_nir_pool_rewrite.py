@@ -12,7 +12,6 @@ from neurodeploy.exporters.nir import (PoolRewriteReport, UnsupportedLayerError,
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
 from neurodeploy.runtimes.nir import NIRFrontendRuntime
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,10 @@ def _scatter(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
+_EVT3_KNOWN = np.zeros(16, bool)
+_EVT3_KNOWN[[0, 2, 3, 4, 5, 6, 7, 8, 0xA, 0xE, 0xF]] = True
+
+
 class _RawDecoder(IncrementalDecoder):
     version = "?"
 
@@ -119,67 +123,82 @@ class Evt3Decoder(_RawDecoder):
         n = len(buf) // 2
         if n == 0:
             return np.zeros(0, EVENT_DTYPE), 0
-        w = np.frombuffer(buf, dtype="<u2", count=n).astype(np.int64)
+        w = np.frombuffer(buf, dtype="<u2", count=n).astype(np.int32)
         typ = w >> 12
-        val = w & 0xFFF
-        known = np.isin(typ, (0, 2, 3, 4, 5, 6, 7, 8, 0xA, 0xE, 0xF))
-        self.stats.unknown_words += int(np.count_nonzero(~known))
-        y = _ffill(typ == 0, w & 0x7FF, self._y)
-        is_th = typ == 8
-        th = _ffill(is_th, val, self._time_high)
-        wraps, new_wraps = _wraps(is_th, val, self._time_high)
-        wraps += self._wraps
-        tl = _ffill(typ == 6, val, self._time_low)
-        t = (wraps << 24) | (np.maximum(th, 0) << 12) | tl
-        valid_state = (y >= 0) & (th >= 0)
+        self.stats.unknown_words += int(np.count_nonzero(~_EVT3_KNOWN[typ]))
+        positions = np.arange(n, dtype=np.int32)
 
-        # single events
-        single = typ == 2
-        # vectors: base of each vector word = last VECT_BASE_X + widths of vector words since it
-        is_base = typ == 3
-        width = np.where(typ == 4, 12, np.where(typ == 5, 8, 0))
-        cw = np.cumsum(width)
-        base_x = _ffill(is_base, w & 0x7FF, self._base_x)
-        base_p = _ffill(is_base, (w >> 11) & 1, self._base_p)
-        cw_at_base = _ffill(is_base, cw, 0)
-        vec_start = base_x + (cw - width) - cw_at_base
-        keys, xs, ps, idxs = [], [], [], []
-        s_idx = np.flatnonzero(single)
-        keys.append(s_idx * 16)
-        xs.append(w[s_idx] & 0x7FF)
-        ps.append((w[s_idx] >> 11) & 1)
-        idxs.append(s_idx)
+        def last(mask):  # index of the last word <= i of that type, -1 if none in this chunk
+            idx = np.where(mask, positions, -1)
+            np.maximum.accumulate(idx, out=idx)
+            return idx
+
+        is_th, is_base = typ == 8, typ == 3
+        last_y, last_th, last_tl, last_base = last(typ == 0), last(is_th), last(typ == 6), last(is_base)
+        # time-high wraps: count the TIME_HIGH words whose value went down, cumulatively
+        th_idx = np.flatnonzero(is_th)
+        th_val = w[th_idx] & 0xFFF
+        prev = np.concatenate(([self._time_high], th_val[:-1])) if len(th_val) else th_val
+        wrap_cum = np.cumsum((th_val < prev) & (prev >= 0)) if len(th_val) else np.zeros(0, np.int64)
+        th_rank = np.cumsum(is_th, dtype=np.int32) - 1   # rank of the last TIME_HIGH word at i
+        # vectors: the x of a vector word = its base x + the widths of the vector words since that base
+        width = np.where(typ == 4, 12, np.where(typ == 5, 8, 0)).astype(np.int32)
+        cw = np.cumsum(width, dtype=np.int64)
+
+        s_idx = np.flatnonzero(typ == 2)
+        keys, xs, ps, idxs = [s_idx.astype(np.int64) * 16], [w[s_idx] & 0x7FF], [(w[s_idx] >> 11) & 1], [s_idx]
         for vtype, nbits in ((4, 12), (5, 8)):
             v_idx = np.flatnonzero(typ == vtype)
             if len(v_idx) == 0:
                 continue
-            bits = (val[v_idx, None] >> np.arange(nbits)) & 1
+            bits = (w[v_idx, None] >> np.arange(nbits, dtype=np.int32)) & 1
             r, c = np.nonzero(bits)
             wi = v_idx[r]
-            keys.append(wi * 16 + c)
-            xs.append(vec_start[wi] + c)
-            ps.append(base_p[wi])
+            lb = last_base[wi]
+            has_base = lb >= 0
+            lbc = np.maximum(lb, 0)
+            base_x = np.where(has_base, w[lbc] & 0x7FF, self._base_x)
+            base_p = np.where(has_base, (w[lbc] >> 11) & 1, self._base_p)
+            start = base_x + (cw[wi] - width[wi]) - np.where(has_base, cw[lbc], 0)
+            keys.append(wi.astype(np.int64) * 16 + c)
+            xs.append(start + c)
+            ps.append(base_p)
             idxs.append(wi)
         key = np.concatenate(keys)
         order = np.argsort(key, kind="stable")
         x = np.concatenate(xs)[order]
         p = np.concatenate(ps)[order]
         wi = np.concatenate(idxs)[order]
-        ok = valid_state[wi]
+
+        ly, lth, ltl = last_y[wi], last_th[wi], last_tl[wi]
+        y = np.where(ly >= 0, w[np.maximum(ly, 0)] & 0x7FF, self._y)
+        th = np.where(lth >= 0, w[np.maximum(lth, 0)] & 0xFFF, self._time_high)
+        tl = np.where(ltl >= 0, w[np.maximum(ltl, 0)] & 0xFFF, self._time_low)
+        wraps = self._wraps + (np.where(lth >= 0, wrap_cum[np.maximum(th_rank[wi], 0)], 0) if len(wrap_cum)
+                               else 0)
+        ok = (y >= 0) & (th >= 0)
         self.stats.events_before_time_base += int(np.count_nonzero(~ok))
-        # an x past 2047 (a vector running off the 11-bit address space) is garbage, kept so that the
+        # an x past 2047 (a vector running off the 11-bit address space) is garbage: kept so that the
         # sensor bounds check reports it rather than being dropped here
-        x, p, wi = x[ok], p[ok], wi[ok]
-        events = np.empty(len(x), EVENT_DTYPE)
-        events["x"] = np.minimum(x, 65535)
-        events["y"] = y[wi]
-        events["t"] = t[wi]
-        events["p"] = p
-        self._y = int(y[-1])
-        self._time_high = int(th[-1])
-        self._time_low = int(tl[-1])
-        self._wraps += new_wraps
-        self.stats.time_wraps += new_wraps
-        self._base_x = int(base_x[-1] + cw[-1] - cw_at_base[-1])
-        self._base_p = int(base_p[-1])
+        events = np.empty(int(np.count_nonzero(ok)), EVENT_DTYPE)
+        events["x"] = np.minimum(x[ok], 65535)
+        events["y"] = y[ok]
+        events["t"] = ((np.asarray(wraps, np.int64) << 24) | (th.astype(np.int64) << 12) | tl)[ok]
+        events["p"] = p[ok]
+
+        # carry the state to the next chunk
+        if last_y[-1] >= 0:
+            self._y = int(w[last_y[-1]] & 0x7FF)
+        if last_th[-1] >= 0:
+            self._time_high = int(th_val[-1])
+            self._wraps += int(wrap_cum[-1])
+            self.stats.time_wraps += int(wrap_cum[-1])
+        if last_tl[-1] >= 0:
+            self._time_low = int(w[last_tl[-1]] & 0xFFF)
+        lb = int(last_base[-1])
+        if lb >= 0:
+            self._base_x = int(w[lb] & 0x7FF) + int(cw[-1] - cw[lb])
+            self._base_p = int((w[lb] >> 11) & 1)
+        else:
+            self._base_x += int(cw[-1])
         return events, n * 2
