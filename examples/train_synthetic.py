@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from neurodeploy.train import SMALL_MODEL, TrainConfig, save_trained, train
+from neurodeploy.train import SMALL_MODEL, TrainConfig, bin_labelled_recording, evaluate, save_trained, train
 
 
 def write_demo_recording(path: str | Path, seed: int, duration_us: int) -> list[int]:
@@ -85,8 +85,17 @@ def main(ctx: click.Context, out, n_train, n_test, train_seed, test_seed, seed, 
                          eval_every_epoch=eval_every_epoch)
     result = train(config, progress=not quiet)
     command = "python examples/train_synthetic.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    save_trained(result, out, command=command)
     m = result.metrics
+    extra = {}
+    if recording:
+        labels = write_demo_recording(recording, test_seed, duration_us)
+        on_recording = evaluate(result.model, bin_labelled_recording(recording, dt_us, m["n_bins"]))
+        m["recording"] = Path(recording).name
+        m["recording_accuracy"] = on_recording["accuracy"]
+        extra = {"recording": m["recording"], "recording_accuracy": f"{on_recording['accuracy']:.4f}"}
+        click.echo(f"wrote {recording} and {recording}.labels.csv (labels {labels}); "
+                   f"accuracy on it {on_recording['accuracy']:.4f}")
+    save_trained(result, out, command=command, extra=extra)
     size_kb = Path(out).stat().st_size / 1024
     click.echo(f"saved {out} ({size_kb:.0f} KiB, {m['parameters']} parameters)")
     click.echo(f"test accuracy {m['test_accuracy']:.4f} on {m['n_test']} samples (seed {test_seed}); "
@@ -95,9 +104,6 @@ def main(ctx: click.Context, out, n_train, n_test, train_seed, test_seed, seed, 
                f"evaluation {m['eval_s']:.1f} s); {m['train_samples_per_s']:.1f} training samples/s on "
                f"{m['threads']} threads; load average {m['load_average_start']:.2f} -> {m['load_average_end']:.2f} "
                f"on {m['cpu_count']} CPUs")
-    if recording:
-        labels = write_demo_recording(recording, test_seed, duration_us)
-        click.echo(f"wrote {recording} and {recording}.labels.csv (labels {labels})")
     if metrics_json:
         Path(metrics_json).write_text(json.dumps({"metrics": m, "history": result.history, "config": config.to_dict(),
                                                   "command": command}, indent=2, default=str))

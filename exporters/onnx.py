@@ -296,7 +296,17 @@ class _Builder:
         return name
 
     def output(self, value: str, name: str, elem_type: int, shape: list) -> None:
-        self.nodes.append(helper.make_node("Identity", [value], [name], name=self._name(f"{name}_node")))
+        # rename the producer's output rather than add an Identity: every node costs
+        # dispatch time in the batch-1 step graph
+        producers = [n for n in self.nodes if value in n.output]
+        if producers and value not in {v.name for v in self.inputs}:
+            for node in self.nodes:
+                for field in (node.input, node.output):
+                    for i, existing in enumerate(field):
+                        if existing == value:
+                            field[i] = name
+        else:
+            self.nodes.append(helper.make_node("Identity", [value], [name], name=self._name(f"{name}_node")))
         self.outputs.append(helper.make_tensor_value_info(name, elem_type, shape))
 
 

@@ -80,13 +80,31 @@ def n_bins_for(duration_us: int, dt_us: int) -> int:
     return -(-duration_us // dt_us)
 
 
-def bin_recording(recording: Recording, dt_us: int, n_bins: int, t_start: int | None = None) -> np.ndarray:
+def bin_recording(recording: Recording, dt_us: int, n_bins: int, t_start: int | None = None,
+                  t_end: int | None = None) -> np.ndarray:
     """One sample -> `(n_bins, 2, H, W)` int16 counts, bins of `dt_us` from `t_start` (default: the
-    first event, which is where `concatenate_samples` puts a sample's label segment)."""
+    first event, which is where `concatenate_samples` puts a sample's label segment). With
+    `t_start`/`t_end` only the events in `[t_start, t_end)` count (one segment of a longer recording)."""
     events = recording.events
-    if t_start is not None:
-        events = events[(events["t"] >= t_start) & (events["t"] < t_start + n_bins * dt_us)]
+    if t_start is not None or t_end is not None:
+        lo = t_start if t_start is not None else (int(events["t"][0]) if len(events) else 0)
+        hi = lo + n_bins * dt_us if t_end is None else min(t_end, lo + n_bins * dt_us)
+        events = events[(events["t"] >= lo) & (events["t"] < hi)]
+        t_start = lo
     return to_frames_dt(events, recording.sensor_size, dt_us, t_start=t_start, n_bins=n_bins, dtype=np.int16)
+
+
+def bin_labelled_recording(path: str | Path, dt_us: int, n_bins: int) -> FrameDataset:
+    """A recording written by `write_labelled_recording` -> one binned sample per label segment,
+    each binned from its segment's start (as during training)."""
+    from neurodeploy.events import load
+    from neurodeploy.events.synthetic import read_labels
+
+    recording = load(path)
+    segments = read_labels(path)
+    frames = np.stack([bin_recording(recording, dt_us, n_bins, seg.t_start_us, seg.t_end_us) for seg in segments])
+    labels = np.array([seg.label for seg in segments], np.int64)
+    return FrameDataset(torch.from_numpy(frames), torch.from_numpy(labels), -1, dt_us)
 
 
 def bin_samples(samples: Sequence[tuple[Recording, int]], dt_us: int, n_bins: int, *, seed: int = -1) -> FrameDataset:

@@ -18,7 +18,7 @@ import torch
 from neurodeploy.events.binning import to_frames_n_bins
 from neurodeploy.events.synthetic import make_nmnist_like
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
-from neurodeploy.report import SpikeRecord, build_report, write_report
+from neurodeploy.report import build_report, write_report
 from neurodeploy.report.plots import PLOT_DPI
 
 N_BINS = 40  # the reference uses 300; 40 keeps the test fast and the counts identical in kind

@@ -118,34 +118,41 @@ def check_record(model, record: SpikeRecord) -> None:
                               "tensors of the run, not membranes or rates")
 
 
+STEP_CHUNK = 32  # steps per einsum: bounds the float copies of (B, T, C, H, W) for long recordings
+
+
+def _per_step(x: torch.Tensor, weights: torch.Tensor, select) -> torch.Tensor:
+    """sum over (c, y, x) of select(x) * weights, for each (sample, step): `(B, T)`."""
+    parts = [torch.einsum("btchw,chw->bt", select(x[:, s:s + STEP_CHUNK].float()), weights.float())
+             for s in range(0, x.shape[1], STEP_CHUNK)]
+    return torch.cat(parts, dim=1)
+
+
 @torch.no_grad()
 def count_frontend(model, record: SpikeRecord) -> tuple[FrontendLayerCounts, ...]:
     """Per-layer counts of the front-end, per sample, from the recorded input frames and spikes."""
     check_record(model, record)
     frontend = model.spiking_frontend
     batch, steps = record.batch, record.steps
-    inputs = [record.frames.float(), *[s.float() for s in record.spikes[:-1]]]
+    inputs = [record.frames, *record.spikes[:-1]]
     convs = (frontend.conv1, frontend.conv2, frontend.conv3)
     recurrents = tuple(getattr(frontend, f"recurrent{k}", None) for k in (1, 2, 3))
     layers = []
     for k, (x, spikes, conv, rec) in enumerate(zip(inputs, record.spikes, convs, recurrents), start=1):
-        spikes = spikes.float()
         in_shape = tuple(x.shape[2:])
         fanout = conv_fanout(conv.weight, in_shape[1:], conv.padding[0], dense=False)
         fanout_dense = conv_fanout(conv.weight, in_shape[1:], conv.padding[0], dense=True)
-        nonzero = x != 0
-        binary = nonzero & (x.abs() == 1)
-        graded = nonzero & ~binary
-        # (B, T, C, H, W) . (C, H, W) -> ops per (sample, step)
-        acs_bt = torch.einsum("btchw,chw->bt", binary.float(), fanout)
-        macs_bt = torch.einsum("btchw,chw->bt", graded.float(), fanout)
-        events = torch.einsum("btchw,chw->", x.abs(), fanout).item()
+        acs_bt = _per_step(x, fanout, lambda v: ((v != 0) & (v.abs() == 1)).float())
+        macs_bt = _per_step(x, fanout, lambda v: ((v != 0) & (v.abs() != 1)).float())
+        nonzero = _per_step(x, torch.ones(in_shape), lambda v: (v != 0).float()).sum().item()
+        events = _per_step(x, fanout, torch.abs).sum().item()
+        input_events = x.abs().sum().item()
         dense = steps * batch * fanout_dense.sum().item()
         recurrent_acs = 0.0
         if rec is not None and steps > 1:
             # spikes of steps 0..T-2 reach the next step through the 1x1 conv
             rec_fanout = (rec.weight[:, :, 0, 0] != 0).float().sum(dim=0)  # (C_in,)
-            rec_bt = torch.einsum("btchw,c->bt", spikes[:, :-1], rec_fanout)
+            rec_bt = _per_step(spikes[:, :-1], rec_fanout[:, None, None].expand(spikes.shape[2:]), lambda v: v)
             acs_bt[:, 1:] += rec_bt
             recurrent_acs = rec_bt.sum().item()
             dense += batch * (steps - 1) * spikes[0, 0].numel() * rec.weight.shape[0]
@@ -160,8 +167,8 @@ def count_frontend(model, record: SpikeRecord) -> tuple[FrontendLayerCounts, ...
             neurons=neurons,
             input_shape=in_shape,
             output_shape=tuple(spikes.shape[2:]),
-            input_spikes=nonzero.sum().item() * per_sample,
-            input_events=x.abs().sum().item() * per_sample,
+            input_spikes=nonzero * per_sample,
+            input_events=input_events * per_sample,
             output_spikes=out_spikes * per_sample,
             spikes_per_second=out_spikes * per_sample / duration if duration else None,
             firing_rate=out_spikes / (batch * steps * neurons),

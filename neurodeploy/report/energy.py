@@ -66,7 +66,8 @@ def _term(device: Device, layer: str, operation: str, count: float) -> EnergyTer
 
 
 def _neuron_terms(device: Device, layer: str, updates: float, active: float) -> list[EnergyTerm]:
-    # Loihi publishes different energies for active (firing) and inactive neuron updates.
+    # Loihi publishes different energies for active and inactive neuron updates; we read
+    # "active" as a neuron-step that fired (it also sends a spike) and price the rest as inactive.
     if "neuron_update_active_pj" in device.energy:
         return [_term(device, layer, "neuron_update", updates - active),
                 _term(device, layer, "neuron_update_active", active)]

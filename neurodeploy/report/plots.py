@@ -58,11 +58,12 @@ def plot_synaptic_ops(report, path: Path) -> Path:
     ax.bar(x, macs, width, label="Effective_MACs")
     ax.bar(x + width, dense, width, label="Dense")
     ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_yscale("log")  # zero counts (no ACs in the backbone) simply draw no bar
+    ax.set_ylim(bottom=1)
     ax.axvline(n_front - 0.5, color="grey", lw=0.8, ls="--")
     ax.set_ylabel("operations per sample")
     ax.set_title("Synaptic operations per layer (front-end | backbone)")
-    ax.legend()
+    ax.legend(fontsize=8, framealpha=0.8)
     return _save(fig, path)
 
 
@@ -80,7 +81,7 @@ def plot_energy(report, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_ylabel("J per sample (estimate)")
     ax.set_title(f"Estimated energy per layer and target (table {report.table_version})", fontsize=9)
-    ax.legend(title="front-end target")
+    ax.legend(title="front-end target", fontsize=8, title_fontsize=8, framealpha=0.8)
     return _save(fig, path)
 
 

@@ -80,7 +80,7 @@ def _as_record(model, data, dt_s: float | None) -> SpikeRecord:
             return SpikeRecord(data.frames, data.spikes, dt_s, data.step_latency_s, data.runtime)
         return data
     if isinstance(data, (torch.Tensor, np.ndarray)):
-        return record_run(model, torch.as_tensor(np.asarray(data) if isinstance(data, np.ndarray) else data), dt_s=dt_s)
+        return record_run(model, torch.as_tensor(data), dt_s=dt_s)
     raise ReportError(f"got {type(data).__name__}; pass event-count frames (B, T, 2, H, W) to run the model, or a "
                       "SpikeRecord (SpikeRecord.from_output(frames, model.run(frames)) or from_steps(...))")
 
