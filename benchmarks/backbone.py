@@ -89,7 +89,7 @@ def main() -> None:
         spikes_np = spikes.numpy()
         ort_logits = runtime.run(spikes_np)
         ort_s = _median_seconds(lambda: runtime.run(spikes_np), args.repeats)
-        diff = float(np.abs(ort_logits - reference.numpy()).max())
+        diff = float(np.abs(np.asarray(ort_logits) - reference.numpy()).max())
         print(f"\noffline B={args.batch} T={args.time} (median of {args.repeats}):")
         print(f"  torch backbone_forward   {torch_s * 1e3:8.1f} ms   {args.batch / torch_s:7.1f} samples/s")
         print(f"  onnxruntime full graph   {ort_s * 1e3:8.1f} ms   {args.batch / ort_s:7.1f} samples/s")

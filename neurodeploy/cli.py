@@ -335,3 +335,55 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
         _echo_json(outcome)
     else:
         _print_tree(outcome)
+
+
+@main.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
+@click.argument("events", type=click.Path(exists=True, dir_okay=False))
+@click.option("--target", "targets", multiple=True, default=("loihi",), show_default=True,
+              help="Neuromorphic target for the front-end; repeat to compare several.")
+@click.option("--compare-all", is_flag=True, help="Compare every neuromorphic target of the device table.")
+@click.option("--host", default="cpu", show_default=True, help="Host device that runs the backbone.")
+@click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Your own device table (JSON, every constant with a source), added to the built-in one.")
+@click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True,
+              help="Runtime whose spikes are counted.")
+@click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
+@click.option("--max-samples", type=int, default=16, show_default=True)
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of Markdown.")
+def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: bool, host: str,
+           devices_file: str | None, frontend: str, window_us: int | None, max_samples: int, out_dir: str,
+           as_json: bool) -> None:
+    """Spike counts, synaptic operations and estimated energy per sample on hardware targets.
+
+    Writes JSON, CSV, Markdown and an HTML report with plots to --output. Energies are
+    estimates from a cited per-operation table (see the report's sources).
+
+    \b
+    Examples:
+      neurodeploy report bundle/ rec.npz --target loihi --host cpu
+      neurodeploy report bundle/ rec.npz --compare-all --host arm -o out/
+    """
+    from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.report import ReportError, build_report, load_devices, write_report
+    from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
+
+    try:
+        bundle = load_bundle(bundle_dir)
+        if compare_all:
+            table = load_devices(devices_file)
+            targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
+        frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples)
+        record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6, name=frontend)
+        result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
+                              dt_s=bundle.dt_us / 1e6)
+        paths = write_report(result, out_dir)
+    except (BundleError, ReportError, ValueError, FileNotFoundError) as err:
+        raise _fail(err) from None
+    if as_json:
+        _echo_json({"inputs": description, "report": result.to_dict(), "files": {k: str(v) for k, v in paths.items()}})
+        return
+    click.echo(f"inputs: {description}")
+    click.echo(result.to_markdown())
+    click.echo("written: " + ", ".join(str(p) for p in paths.values()))

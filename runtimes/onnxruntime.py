@@ -14,7 +14,8 @@ The centered interface's look-ahead is handled by the graphs (the `pushed` state
 runtime counts the real frames of the sample, which `flush()` needs to know how many zero
 frames finish it, and routes a packet that lies wholly inside the warm-up through the step
 graph (onnxruntime refuses a zero-length scan). Inputs are numpy arrays or CPU torch
-tensors; logits come back as float32 numpy arrays.
+tensors; logits come back as float32 torch tensors (sharing memory with onnxruntime's
+output, no copy), as the BackboneRuntime protocol in frontend_runtime.py says.
 """
 from __future__ import annotations
 
@@ -134,26 +135,26 @@ class OnnxBackboneRuntime:
             "pushed": np.array(0, np.int64),
         }
 
-    def step(self, spikes_t) -> np.ndarray:
+    def step(self, spikes_t) -> torch.Tensor:
         """One bin of front-end spikes `(B, C, H, W)` -> anytime logits `(B, classes)`."""
         logits = self._run_step(self._check(spikes_t, sequence=False))
         self._received += 1
-        return logits
+        return torch.from_numpy(logits)
 
-    def push(self, spikes) -> np.ndarray:
+    def push(self, spikes) -> torch.Tensor:
         """A packet of bins `(B, T, C, H, W)` -> anytime logits after its last bin."""
         spikes = self._check(spikes, sequence=True)
         steps = spikes.shape[1]
         if self._chunk is None or int(self._feeds["pushed"]) + steps <= self.config.lookahead:
             for t in range(steps):
                 self.step(spikes[:, t])
-            return self._logits
+            return torch.from_numpy(self._logits)
         outputs = self._chunk.session.run(None, {"spikes": spikes, **self._state_feeds()})
         self._update(outputs)
         self._received += steps
-        return self._logits
+        return torch.from_numpy(self._logits)
 
-    def flush(self) -> np.ndarray:
+    def flush(self) -> torch.Tensor:
         """Finish the samples (the centered interface's lookahead zero frames); final logits."""
         if self._received == 0:
             raise ValueError("flush() before any spike frame of the sample; step() or push() its frames first")
@@ -161,7 +162,7 @@ class OnnxBackboneRuntime:
         zeros = np.zeros((self._batch, *self._frame_shape), np.float32)
         for _ in range(pending):
             self._run_step(zeros)
-        return self._logits
+        return torch.from_numpy(self._logits)
 
     def get_state(self) -> BackboneState:
         """The streaming state as the PyTorch model's `BackboneState` (copies)."""
@@ -194,13 +195,13 @@ class OnnxBackboneRuntime:
         self._logits = None
 
     # -- offline --------------------------------------------------------------------------
-    def run(self, spikes) -> np.ndarray:
+    def run(self, spikes) -> torch.Tensor:
         """A whole sequence `(B, T, C, H, W)` -> logits, through the full graph. The streaming
         state is neither used nor changed."""
         if self._full is None:
             raise ValueError(f"run() needs the full graph ({FULL_FILE}); give full= when building the runtime")
         (logits,) = self._full.session.run(["logits"], {"spikes": self._check(spikes, sequence=True, batch=None)})
-        return logits
+        return torch.from_numpy(logits)
 
     # -- internals ------------------------------------------------------------------------
     @property

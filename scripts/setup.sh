@@ -35,9 +35,10 @@ $PIP install --quiet --no-deps --ignore-requires-python \
 # Both lava wheels ship a top-level `tests` package into site-packages; it is their own test
 # suite, not importable API, and it would shadow any project's `tests`. Remove it.
 rm -rf "$VENV"/lib/python3*/site-packages/tests
-# tonic is only a test oracle (ToFrame / Denoise semantics); its dependency tree
-# (librosa, numba, importRosbag) is not needed for the transforms we compare against.
-$PIP install --quiet --no-deps "tonic==1.7.0"
+# tonic is only a test oracle (ToFrame / Denoise semantics); its dependency tree (librosa,
+# numba, ...) is not needed for the transforms we compare against. `import tonic` itself needs
+# tqdm and requests (test extras) and importRosbag (pure Python, pinned here).
+$PIP install --quiet --no-deps "tonic==1.7.0" "importRosbag==1.0.4"
 
 "$VENV/bin/python" -c "import neurodeploy, neurodeploy.exporters, neurodeploy.runtimes; from neurodeploy.lava_compat import import_lava; import_lava()"
 echo "$want" > "$STAMP"

@@ -38,6 +38,10 @@ def backbone(request, tmp_path_factory):
     return model, OnnxBackboneRuntime.from_directory(folder)
 
 
+def diff(a, b) -> float:
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
+
+
 def torch_anytime(model: MambaSpike, x: np.ndarray):
     state = model.backbone_initial_state(x.shape[0])
     anytime = []
@@ -55,12 +59,13 @@ def test_step_graph_for_t_steps_equals_full_graph(backbone):
     anytime, final, _ = torch_anytime(model, x)
     runtime.reset(2)
     for t in range(x.shape[1]):
-        assert np.abs(runtime.step(x[:, t]) - anytime[t]).max() <= TOL
+        assert diff(runtime.step(x[:, t]), anytime[t]) <= TOL
     streamed = runtime.flush()
     whole = runtime.run(x)
-    assert np.abs(streamed - whole).max() <= TOL
-    assert np.abs(whole - final).max() <= TOL
-    assert np.abs(runtime.flush() - streamed).max() == 0.0  # a second flush pushes nothing
+    assert isinstance(streamed, torch.Tensor) and streamed.dtype == torch.float32  # the BackboneRuntime protocol
+    assert diff(streamed, whole) <= TOL
+    assert diff(whole, final) <= TOL
+    assert torch.equal(runtime.flush(), streamed)  # a second flush pushes nothing
 
 
 @pytest.mark.parametrize("cuts", [(1, 3, 8), (2,), (6,), (1, 2, 3, 4)])
@@ -72,8 +77,8 @@ def test_chunks_equal_the_whole(backbone, cuts):
     runtime.reset(3)
     for lo, hi in zip((0, *cuts), (*cuts, x.shape[1])):
         logits = runtime.push(x[:, lo:hi])
-        assert np.abs(logits - anytime[hi - 1]).max() <= TOL
-    assert np.abs(runtime.flush() - final).max() <= TOL
+        assert diff(logits, anytime[hi - 1]) <= TOL
+    assert diff(runtime.flush(), final) <= TOL
 
 
 def test_prefill_to_step_hand_off(backbone):
@@ -84,8 +89,8 @@ def test_prefill_to_step_hand_off(backbone):
     runtime.reset(1)
     runtime.push(x[:, :7])
     for t in range(7, 12):
-        assert np.abs(runtime.step(x[:, t]) - anytime[t]).max() <= TOL
-    assert np.abs(runtime.flush() - final).max() <= TOL
+        assert diff(runtime.step(x[:, t]), anytime[t]) <= TOL
+    assert diff(runtime.flush(), final) <= TOL
     state = runtime.get_state()
     assert (state.count, state.received, state.pushed) == (torch_state.count, torch_state.received, torch_state.pushed)
     for ours, theirs in zip(state.layers, torch_state.layers):
@@ -105,8 +110,8 @@ def test_state_hand_off_from_pytorch(backbone):
         for t in range(4):
             _, state = model.backbone_step(torch.from_numpy(x[:, t]), state)
     runtime.set_state(state)
-    assert np.abs(runtime.push(x[:, 4:]) - anytime[-1]).max() <= TOL
-    assert np.abs(runtime.flush() - final).max() <= TOL
+    assert diff(runtime.push(x[:, 4:]), anytime[-1]) <= TOL
+    assert diff(runtime.flush(), final) <= TOL
 
 
 def test_reset_starts_a_new_sample(backbone):
@@ -117,7 +122,7 @@ def test_reset_starts_a_new_sample(backbone):
     runtime.flush()
     runtime.reset(1)
     runtime.push(second)
-    assert np.abs(runtime.flush() - runtime.run(second)).max() <= TOL
+    assert diff(runtime.flush(), runtime.run(second)) <= TOL
 
 
 def test_bad_input_is_refused_with_the_way_out(backbone):

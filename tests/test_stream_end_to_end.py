@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +294,19 @@ def test_verify_and_inspect_commands(bundle_dir, workdir):
     bad.write_bytes(b"#!AER-DAT4.0\r\n" + b"\x00" * 7)
     result = runner.invoke(main, ["inspect", str(bad)])
     assert result.exit_code == 1 and "garbage.aedat4" in result.output
+
+
+def test_report_command_writes_every_output(bundle_dir, recording, workdir):
+    out = workdir / "report"
+    result = CliRunner().invoke(main, ["report", str(bundle_dir), str(workdir / "rec.npz"), "--target", "loihi",
+                                       "--target", "spinnaker2", "--host", "arm", "--frontend", "nir", "-o", str(out),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert "3 sample(s)" in payload["inputs"]
+    for key in ("json", "csv", "markdown", "html"):
+        assert (out / Path(payload["files"][key]).name).is_file()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "estimate" in html.lower()
+    bad = CliRunner().invoke(main, ["report", str(bundle_dir), str(workdir / "rec.npz"), "--target", "loihi9"])
+    assert bad.exit_code == 1 and "loihi9" in bad.output

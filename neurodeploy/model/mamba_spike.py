@@ -125,18 +125,18 @@ class MambaSpike(nn.Module):
     def backbone_step(self, spikes_t: torch.Tensor, state: BackboneState) -> tuple[torch.Tensor, BackboneState]:
         """Front-end spikes of one step `(B, C, H, W)` -> anytime logits and the new state.
 
-        With a centered interface the first k//2 pushes only fill the ring buffer: the output
-        for step t is known once step t + k//2 has arrived.
+        With a centered interface the first `lookahead` ((k-1)//2) pushes only fill the ring buffer: the output
+        for step t is known once step t + lookahead has arrived.
         """
         return self._push(spikes_t.flatten(1), state, real=True)
 
     def flush(self, state: MambaSpikeState) -> tuple[torch.Tensor, MambaSpikeState]:
-        """Finish a sample: feed the centered interface's k//2 zero frames; final logits."""
+        """Finish a sample: feed the centered interface's look-ahead zero frames; final logits."""
         logits, backbone_state = self.backbone_flush(state.backbone)
         return logits, MambaSpikeState(state.frontend, backbone_state)
 
     def backbone_flush(self, state: BackboneState) -> tuple[torch.Tensor, BackboneState]:
-        # the output for step t is known once step t + k//2 was pushed: pad with zeros up to
+        # the output for step t is known once step t + lookahead was pushed: pad with zeros up to
         # the last real step's window (idempotent: a second flush pushes nothing)
         pending = state.received + self.config.lookahead - state.pushed if state.received else 0
         zeros = state.feature_sum.new_zeros(state.feature_sum.shape[0], self.config.spike_features)
