@@ -180,7 +180,9 @@ def lava_layers(graph: nir.NIRGraph) -> tuple[LavaLayer, ...]:
     layers: list[LavaLayer] = []
     current = inputs[0]
     while True:
-        nexts = [n for n in successors.get(current, []) if not isinstance(nodes[n], (nir.Flatten, nir.Output))]
+        nexts = [n for n in successors.get(current, [])
+                 if not isinstance(nodes[n], (nir.Flatten, nir.Output))
+                 and current not in successors.get(n, [])]  # a recurrent conv feeds back into `current`
         if not nexts:
             break
         if len(nexts) != 1 or not isinstance(nodes[nexts[0]], nir.Conv2d):

@@ -129,9 +129,10 @@ class Bundle:
             return NIRFrontendRuntime(self.path("frontend_nir"))
         if kind == "lava":
             self._require("frontend_netx", kind)
-            from neurodeploy.runtimes.lava import lava_runtime_from_bundle
+            from neurodeploy.runtimes.lava import LavaFrontendRuntime
 
-            return lava_runtime_from_bundle(self, **options)
+            # the bit-accurate Loihi path; close() (or interpreter exit) stops the Lava processes
+            return LavaFrontendRuntime.fixed_point(self.path("frontend_netx"))
         raise BundleError(f"unknown front-end runtime {kind!r}; choose from {FRONTEND_RUNTIMES}")
 
     def backbone_runtime(self, kind: str = "onnxruntime", **options: Any):
@@ -305,19 +306,17 @@ def _export_netx(graph, out_dir, options, frames, skipped, parity, timings):
 
     t = time.perf_counter()
     try:
-        result = netx.export_netx(graph, out_dir / FILES["frontend_netx"], **_netx_kwargs(options))
-    except netx.NetxExportError as err:
+        result = netx.export_netx(graph, out_dir / FILES["frontend_netx"], weight_bits=options.netx_weight_bits,
+                                  weight_scale=options.netx_weight_scale, calibration=frames)
+    except netx.LavaMappingError as err:
         skipped[FILES["frontend_netx"]] = str(err)
         return
     timings["netx"] = time.perf_counter() - t
-    parity["netx_quantization"] = result.to_dict() if hasattr(result, "to_dict") else str(result)
-
-
-def _netx_kwargs(options: ExportOptions) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    if options.netx_weight_scale is not None:
-        kwargs["weight_scale"] = options.netx_weight_scale
-    return kwargs
+    parity["netx_quantization"] = {
+        "summary": result.summary(),
+        # scalars only: the quantized arrays themselves are in frontend.net
+        "layers": [{k: v for k, v in dataclasses.asdict(q).items() if not hasattr(v, "shape")} for q in result.layers],
+    }
 
 
 def _export_onnx(model, dt_s, out_dir, frames, parity, timings):

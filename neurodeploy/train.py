@@ -271,7 +271,7 @@ def _progress(enabled: bool, console=None):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                     console=console, transient=False)
 
@@ -372,8 +372,8 @@ def _train(config: TrainConfig, train_data, test_data, show: bool, console) -> T
                 count += len(y)
                 seen += len(y)
                 rate = seen / (time.perf_counter() - t_train0 - t_eval)
-                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {value:.3f} "
-                                                 f"acc {correct / count:.3f} {rate:.1f} samples/s")
+                bar.update(task, advance=1, info=f"ep {epoch + 1}/{config.epochs} loss {value:.3f} "
+                                                 f"acc {correct / count:.2f} {rate:.1f}/s")
             row = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_running_accuracy": correct / count,
                    "lr": optimizer.param_groups[0]["lr"], "epoch_s": time.perf_counter() - t_epoch}
             if config.eval_every_epoch or epoch == config.epochs - 1:

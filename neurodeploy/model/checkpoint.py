@@ -77,8 +77,11 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: no such file")
     explicit = _as_config(config, path) if config is not None else None
     with path.open("rb") as f:
-        head = f.read(8)
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        head = f.read(9)
+    # a safetensors file starts with its header's length (8 bytes, little-endian) then '{': a
+    # length whose low byte is 0x80 must not be taken for a pickle's PROTO opcode
+    safetensors = head[8:9] == b"{" and int.from_bytes(head[:8], "little") + 8 <= path.stat().st_size
+    if not safetensors and (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"):
         state_dict, inferred = _read_torch_file(path)
     else:
         state_dict, inferred = _read_safetensors_file(path)
