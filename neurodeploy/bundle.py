@@ -132,7 +132,7 @@ class Bundle:
             from neurodeploy.runtimes.lava import LavaFrontendRuntime
 
             # the bit-accurate Loihi path; close() (or interpreter exit) stops the Lava processes
-            return LavaFrontendRuntime.fixed_point(self.path("frontend_netx"))
+            return LavaFrontendRuntime.fixed_point(self.path("frontend_netx"), **options)
         raise BundleError(f"unknown front-end runtime {kind!r}; choose from {FRONTEND_RUNTIMES}")
 
     def backbone_runtime(self, kind: str = "onnxruntime", **options: Any):

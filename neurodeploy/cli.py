@@ -387,3 +387,69 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     click.echo(f"inputs: {description}")
     click.echo(result.to_markdown())
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the bundle and the report (default: a temporary folder).")
+@click.option("--lava", is_flag=True, help="Also run the front-end on Lava (bit-accurate Loihi simulation; slow).")
+@click.option("--live", is_flag=True, help="Replay the recording in real time as a live source.")
+@click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bool) -> None:
+    """Export the shipped model, stream the shipped recording through it, and write the energy report.
+
+    Uses neurodeploy/assets: a small deployable Mamba-Spike trained on synthetic N-MNIST-like
+    events and a 10-sample labelled recording. Nothing is downloaded.
+
+    \b
+    Examples:
+      neurodeploy demo
+      neurodeploy demo --out demo/ --lava
+      neurodeploy demo --live
+    """
+    import tempfile
+
+    from neurodeploy.demo import run_demo
+
+    if lava:
+        frontend = "lava"
+    holder = tempfile.TemporaryDirectory(prefix="neurodeploy-demo-") if out_dir is None else None
+    try:
+        outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, live=live,
+                           echo=None if as_json else click.echo)
+    except Exception as err:  # noqa: BLE001  (the demo reports any failure as one message)
+        raise _fail(err) from None
+    finally:
+        if holder is not None and as_json:
+            holder.cleanup()
+    if as_json:
+        _echo_json(outcome)
+    elif holder is not None:
+        click.echo(f"(temporary folder {holder.name} is removed on exit; pass --out DIR to keep it)")
+        holder.cleanup()
+
+
+@main.command()
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="mamba_spike_synthetic.safetensors",
+              show_default=True)
+@click.option("--epochs", type=int, default=5, show_default=True)
+@click.option("--n-train", type=int, default=1200, show_default=True)
+@click.option("--n-test", type=int, default=500, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Fine-tune from a checkpoint (reference v1/v2 included), rebuilt with deployable settings.")
+def train(out_path: str, epochs: int, n_train: int, n_test: int, seed: int, init_from: str | None) -> None:
+    """Train a deployable Mamba-Spike on synthetic N-MNIST-like events (examples/train_synthetic.py has more options).
+
+    \b
+    Example:
+      neurodeploy train --out model.safetensors && neurodeploy export model.safetensors -o bundle/
+    """
+    from neurodeploy.train import TrainConfig, save_trained
+    from neurodeploy.train import train as run_training
+
+    config = TrainConfig(epochs=epochs, n_train=n_train, n_test=n_test, seed=seed, init_from=init_from)
+    result = run_training(config)
+    save_trained(result, out_path, command="neurodeploy train " + " ".join(sys.argv[2:]))
+    click.echo(f"test accuracy {result.metrics['test_accuracy']:.1%}; written {out_path}")

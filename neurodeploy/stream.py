@@ -338,15 +338,17 @@ class StreamRun:
     @torch.no_grad()
     def _step(self, sample: _Sample, frame: torch.Tensor) -> None:
         t = time.perf_counter()
-        spikes = torch.as_tensor(self.frontend.step(frame))
-        logits = torch.as_tensor(self.backbone.step(spikes))
+        spikes = self.frontend.step(frame)
+        # a pipelined front-end (Lava: one step of delay per layer) returns None while its
+        # pipeline fills; its spikes come out later and the rest at flush()
+        logits = None if spikes is None else torch.as_tensor(self.backbone.step(torch.as_tensor(spikes)))
         elapsed = time.perf_counter() - t
         self.stats.compute_s += elapsed
         self.stats.steps += 1
         sample.steps += 1
         sample.latency_us.append(elapsed * 1e6)
         self.stats.step_latency_us.append(elapsed * 1e6)
-        if self.options.keep_anytime:
+        if self.options.keep_anytime and logits is not None:
             sample.anytime.append(int(logits.argmax(dim=-1)[0]))
 
     @torch.no_grad()
@@ -360,6 +362,11 @@ class StreamRun:
         if n_bins > sample.steps:
             self._run_bins(sample, n_bins, None)
         t = time.perf_counter()
+        drain = getattr(self.frontend, "flush", None)
+        if drain is not None:  # spikes still in a pipelined front-end: (1, n, C, H, W)
+            rest = torch.as_tensor(drain())
+            for k in range(rest.shape[1]):
+                self.backbone.step(rest[:, k])
         logits = torch.as_tensor(self.backbone.flush())
         self.stats.compute_s += time.perf_counter() - t
         if self.live:

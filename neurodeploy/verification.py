@@ -42,6 +42,8 @@ def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, 
 
 @torch.no_grad()
 def _stepped(runtime, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    if hasattr(runtime, "run_layers"):  # pipelined (Lava): aligned to the input step by the runtime
+        return {name: s.float() for name, s in runtime.run_layers(frames).items()}
     runtime.reset(frames.shape[0])
     per_layer: dict[str, list[torch.Tensor]] = {}
     for t in range(frames.shape[1]):
@@ -62,7 +64,7 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
     if not include_lava and "lava" in kinds:
         kinds.remove("lava")
     for kind in kinds:
-        runtime = bundle.frontend_runtime(kind)
+        runtime = bundle.frontend_runtime(kind, **({"steps_per_sample": steps} if kind == "lava" else {}))
         try:
             spikes = _stepped(runtime, frames)
         finally:

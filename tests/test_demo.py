@@ -1,0 +1,27 @@
+"""`neurodeploy demo` end to end on the shipped assets."""
+import json
+
+from click.testing import CliRunner
+
+from neurodeploy.bundle import load_bundle
+from neurodeploy.cli import main
+
+
+def test_demo_end_to_end(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    samples = outcome["samples"]
+    assert len(samples) == 10
+    accuracy = sum(s["prediction"] == s["label"] for s in samples) / len(samples)
+    # the recorded accuracy of the checkpoint (held-out test set); the shipped samples are from it
+    assert accuracy >= outcome["recorded_accuracy"] - 0.1
+    assert outcome["summary"]["accuracy"] == accuracy
+    bundle = load_bundle(outcome["bundle"])  # hashes verified
+    assert bundle.has("frontend_nir") and bundle.has("backbone_step")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "estimate" in json.dumps(report).lower() and html.count("data:image/png;base64,") >= 4
+    # the report counted the same front-end spikes the stream saw (NIR runtime, same frames)
+    assert all(sum(s["spikes_per_layer"].values()) > 0 for s in samples)
+    assert outcome["seconds"] < 120
