@@ -1,6 +1,8 @@
 """`neurodeploy demo` end to end on the shipped assets."""
 import json
 
+import pytest
+
 from click.testing import CliRunner
 
 from neurodeploy.bundle import load_bundle
@@ -25,3 +27,21 @@ def test_demo_end_to_end(tmp_path):
     # the report counted the same front-end spikes the stream saw (NIR runtime, same frames)
     assert all(sum(s["spikes_per_layer"].values()) > 0 for s in samples)
     assert outcome["seconds"] < 120
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_lava_fixed_point_agrees_99_percent_on_the_trained_model(tmp_path):
+    """Issue 5's figure on a trained network: bit-accurate Loihi vs the float front-end, per layer."""
+    from neurodeploy.bundle import ExportOptions, export
+    from neurodeploy.demo import ASSET_CHECKPOINT, ASSET_RECORDING, asset_path
+
+    bundle = export(asset_path(ASSET_CHECKPOINT), tmp_path / "bundle", ExportOptions(dt_us=10_000))
+    assert bundle.has("frontend_netx")
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "bundle"), str(asset_path(ASSET_RECORDING)), "--lava",
+                                       "--steps", "29", "--samples", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    agreement = json.loads(result.stdout)["frontend"]["lava"]["agreement_per_layer"]
+    print("Lava fixed_pt vs float torch agreement per layer:", agreement)
+    assert set(agreement) == {"lif1", "lif2", "lif3"}
+    assert all(a >= 0.99 for a in agreement.values()), agreement
