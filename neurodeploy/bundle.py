@@ -125,6 +125,7 @@ class Bundle:
         if kind == "nir":
             self._require("frontend_nir", kind)
             from neurodeploy.runtimes.nir import NIRFrontendRuntime
+    from neurodeploy.verification import step_layers
 
             return NIRFrontendRuntime(self.path("frontend_nir"))
         if kind == "lava":
@@ -284,6 +285,7 @@ def _spike_mismatch(reference: dict[str, torch.Tensor], other: dict[str, torch.T
 def _export_nir(model, dt_s, out_dir, frames, skipped, parity, timings):
     from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend, write_frontend
     from neurodeploy.runtimes.nir import NIRFrontendRuntime
+    from neurodeploy.verification import step_layers
 
     t = time.perf_counter()
     try:
@@ -295,7 +297,7 @@ def _export_nir(model, dt_s, out_dir, frames, skipped, parity, timings):
     timings["nir"] = time.perf_counter() - t
     reference = _per_layer_steps(model, frames)
     runtime = NIRFrontendRuntime(out_dir / FILES["frontend_nir"])
-    nir_spikes = _runtime_per_layer(runtime, frames)
+    nir_spikes = step_layers(runtime, frames)
     parity["nir_vs_torch_spike_mismatch"] = _spike_mismatch(reference, nir_spikes)
     parity["nir_sample"] = list(frames.shape[:2])
     return graph
@@ -340,17 +342,6 @@ def _per_layer_steps(model: MambaSpike, frames: torch.Tensor) -> dict[str, torch
 
     spikes, _ = model.spiking_frontend(frames)
     return dict(zip(LAYER_NAMES, spikes))
-
-
-@torch.no_grad()
-def _runtime_per_layer(runtime, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-    runtime.reset(frames.shape[0])
-    per_layer: dict[str, list[torch.Tensor]] = {}
-    for t in range(frames.shape[1]):
-        runtime.step(frames[:, t])
-        for name, s in runtime.layer_spikes.items():
-            per_layer.setdefault(name, []).append(torch.as_tensor(s))
-    return {name: torch.stack(steps, dim=1) for name, steps in per_layer.items()}
 
 
 __all__: Sequence[str] = ("Bundle", "BundleError", "ExportOptions", "export", "load_bundle", "FILES")

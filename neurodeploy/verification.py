@@ -41,7 +41,8 @@ def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, 
 
 
 @torch.no_grad()
-def _stepped(runtime, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+def step_layers(runtime, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every layer's spikes `(B, T, C, H, W)` of a FrontendRuntime stepped over `frames`."""
     if hasattr(runtime, "run_layers"):  # pipelined (Lava): aligned to the input step by the runtime
         return {name: s.float() for name, s in runtime.run_layers(frames).items()}
     runtime.reset(frames.shape[0])
@@ -57,7 +58,7 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
                   include_lava: bool = False) -> dict[str, Any]:
     frames, description = sample_frames(bundle, events, samples, steps)
     model = bundle.model()
-    reference = _stepped(bundle.frontend_runtime("torch"), frames)
+    reference = step_layers(bundle.frontend_runtime("torch"), frames)
     outcome: dict[str, Any] = {"inputs": description, "frontend": {}, "backbone": {}}
     passed = True
     kinds = [k for k, key in (("nir", "frontend_nir"), ("lava", "frontend_netx")) if bundle.has(key)]
@@ -66,7 +67,7 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
     for kind in kinds:
         runtime = bundle.frontend_runtime(kind, **({"steps_per_sample": steps} if kind == "lava" else {}))
         try:
-            spikes = _stepped(runtime, frames)
+            spikes = step_layers(runtime, frames)
         finally:
             getattr(runtime, "close", lambda: None)()
         agreement = {name: float((spikes[name] == reference[name]).float().mean()) for name in reference if name in spikes}
