@@ -125,7 +125,6 @@ class Bundle:
         if kind == "nir":
             self._require("frontend_nir", kind)
             from neurodeploy.runtimes.nir import NIRFrontendRuntime
-    from neurodeploy.verification import step_layers
 
             return NIRFrontendRuntime(self.path("frontend_nir"))
         if kind == "lava":
