@@ -64,3 +64,31 @@ class BackboneRuntime(Protocol):
     def get_state(self) -> BackboneState: ...
 
     def set_state(self, state: BackboneState) -> None: ...
+
+
+class SpikeCounting:
+    """The `layer_spikes` / `spike_counts` bookkeeping that every FrontendRuntime shares.
+
+    Subclasses set `layer_names`, call `_clear_spikes()` on reset and `_record_spikes(...)`
+    with each step's spikes per layer (a runtime with its own recording, such as Lava's
+    pipelined one, updates `_layer_spikes` and `_counts` itself).
+    """
+
+    layer_names: tuple[str, ...]
+
+    def _clear_spikes(self) -> None:
+        self._layer_spikes: dict[str, torch.Tensor] = {}
+        self._counts = dict.fromkeys(self.layer_names, 0)
+
+    def _record_spikes(self, layer_spikes: dict[str, torch.Tensor]) -> None:
+        self._layer_spikes = layer_spikes
+        for name, s in layer_spikes.items():
+            self._counts[name] += int(s.sum().item())
+
+    @property
+    def layer_spikes(self) -> dict[str, torch.Tensor]:
+        return dict(self._layer_spikes)
+
+    @property
+    def spike_counts(self) -> dict[str, int]:
+        return dict(self._counts)

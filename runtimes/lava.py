@@ -59,6 +59,7 @@ import torch
 from neurodeploy.exporters.netx import LavaLayer, LavaMappingError, lava_layers
 from neurodeploy.lava_compat import import_lava
 from neurodeploy.runtimes.lava_fixed_point import read_netx_layers
+from neurodeploy.runtimes.frontend_runtime import SpikeCounting
 
 CHUNK_STEPS = 32  # steps per blocking Lava run; the I/O buffers hold one chunk
 _open_runtimes: "weakref.WeakSet[LavaFrontendRuntime]" = weakref.WeakSet()
@@ -186,7 +187,7 @@ def _netx_network(path: Path, steps_per_sample: int) -> tuple[_Network, Any]:
     return network, net
 
 
-class LavaFrontendRuntime:
+class LavaFrontendRuntime(SpikeCounting):
     """FrontendRuntime on Lava's CPU simulator (module docstring); build with `floating` or `fixed_point`."""
 
     def __init__(self, network: _Network, steps_per_sample: int, owner: Any = None):
@@ -284,8 +285,7 @@ class LavaFrontendRuntime:
             raise ValueError(f"reset(batch={batch}): Lava simulates one sample at a time (as one Loihi chip does); "
                              "use batch 1 for step(), or run(frames) which runs a batch sample by sample")
         self._next_slot()
-        self._counts = dict.fromkeys(self.layer_names, 0)
-        self._layer_spikes: dict[str, torch.Tensor] = {}
+        self._clear_spikes()
 
     def _next_slot(self) -> None:
         if not self._open:
@@ -418,14 +418,6 @@ class LavaFrontendRuntime:
     def run(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (B, T, 2, H, W) -> last layer's spikes (B, T, C, H, W); step t is torch's step t."""
         return self.run_layers(frames)[self.layer_names[-1]]
-
-    @property
-    def layer_spikes(self) -> dict[str, torch.Tensor]:
-        return dict(self._layer_spikes)
-
-    @property
-    def spike_counts(self) -> dict[str, int]:
-        return dict(self._counts)
 
 
 __all__ = ["LavaFrontendRuntime", "LavaRunError", "import_netx"]

@@ -52,6 +52,7 @@ from torch import nn
 
 from neurodeploy.exporters.nir import read_frontend
 from neurodeploy.model.lif import LIFParameters, LIFState, lif_initial_state, lif_step
+from neurodeploy.runtimes.frontend_runtime import SpikeCounting
 
 NEURON_TYPES = (nir.LIF, nir.IF, nir.CubaLIF)
 # r*dt/tau of a graph written as tau = dt/(1-beta), r = tau/dt is 1 up to the float32
@@ -263,7 +264,7 @@ def neuron_names(graph: nir.NIRGraph) -> tuple[str, ...]:
     return tuple(name for name in order if isinstance(graph.nodes[name], NEURON_TYPES))
 
 
-class NIRFrontendRuntime:
+class NIRFrontendRuntime(SpikeCounting):
     """FrontendRuntime executing a NIR graph with nirtorch and this module's node map."""
 
     def __init__(self, graph: nir.NIRGraph | str | Path, *, dt_s: float | None = None):
@@ -285,28 +286,17 @@ class NIRFrontendRuntime:
         # calls made without a state, so recurrent caches would leak between samples
         self._state = {name: None for name in self.module._modules}
         self._batch = batch
-        self._layer_spikes: dict[str, torch.Tensor] = {}
-        self._counts = dict.fromkeys(self.layer_names, 0)
+        self._clear_spikes()
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         out, self._state = self.module(frame, self._state)
-        self._layer_spikes = {name: self._state[name].spikes for name in self.layer_names}
-        for name, s in self._layer_spikes.items():
-            self._counts[name] += int(s.sum().item())
+        self._record_spikes({name: self._state[name].spikes for name in self.layer_names})
         return out.reshape(frame.shape[0], *self._output_shape)
 
     def run(self, frames: torch.Tensor) -> torch.Tensor:
         self.reset(frames.shape[0])
         return torch.stack([self.step(frames[:, t]) for t in range(frames.shape[1])], dim=1)
-
-    @property
-    def layer_spikes(self) -> dict[str, torch.Tensor]:
-        return dict(self._layer_spikes)
-
-    @property
-    def spike_counts(self) -> dict[str, int]:
-        return dict(self._counts)
 
 
 # -- norse ---------------------------------------------------------------------------
@@ -361,7 +351,7 @@ def fold_r_for_norse(graph: nir.NIRGraph, dt_s: float) -> nir.NIRGraph:
     return graph
 
 
-class NorseFrontendRuntime:
+class NorseFrontendRuntime(SpikeCounting):
     """FrontendRuntime running a NIR graph through `norse.torch.from_nir` (see module docstring).
 
     Refuses graphs whose semantics norse does not share (`norse_differences`) unless
@@ -394,26 +384,15 @@ class NorseFrontendRuntime:
 
     def reset(self, batch: int) -> None:
         self._state = None
-        self._counts = dict.fromkeys(self.layer_names, 0)
-        self._layer_spikes: dict[str, torch.Tensor] = {}
+        self._clear_spikes()
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         out, self._state = self.module(frame, self._state)
-        self._layer_spikes = {name: self._state.cache[name] for name in self.layer_names}
-        for name, s in self._layer_spikes.items():
-            self._counts[name] += int(s.sum().item())
+        self._record_spikes({name: self._state.cache[name] for name in self.layer_names})
         # norse flattens with NIR's batch-free dims, i.e. the batch too: undo that
         return out.reshape(frame.shape[0], *self._output_shape)
 
     def run(self, frames: torch.Tensor) -> torch.Tensor:
         self.reset(frames.shape[0])
         return torch.stack([self.step(frames[:, t]) for t in range(frames.shape[1])], dim=1)
-
-    @property
-    def layer_spikes(self) -> dict[str, torch.Tensor]:
-        return dict(self._layer_spikes)
-
-    @property
-    def spike_counts(self) -> dict[str, int]:
-        return dict(self._counts)

@@ -5,6 +5,7 @@ import torch
 
 from neurodeploy.model.frontend import LAYER_NAMES, FrontendState, SpikingFrontend
 from neurodeploy.model.mamba_spike import BackboneState, MambaSpike
+from neurodeploy.runtimes.frontend_runtime import SpikeCounting
 
 
 def _frontend_of(model: MambaSpike | SpikingFrontend) -> SpikingFrontend:
@@ -15,7 +16,7 @@ def _frontend_of(model: MambaSpike | SpikingFrontend) -> SpikingFrontend:
     raise TypeError(f"expected a MambaSpike or SpikingFrontend, not {type(model).__name__}")
 
 
-class TorchFrontendRuntime:
+class TorchFrontendRuntime(SpikeCounting):
     """FrontendRuntime over `SpikingFrontend.step` (and its batched `forward` for `run`)."""
 
     layer_names = LAYER_NAMES
@@ -27,8 +28,7 @@ class TorchFrontendRuntime:
     def reset(self, batch: int) -> None:
         parameter = next(self.frontend.parameters())
         self.state: FrontendState = self.frontend.initial_state(batch, device=parameter.device, dtype=parameter.dtype)
-        self._layer_spikes: dict[str, torch.Tensor] = {}
-        self._counts = dict.fromkeys(LAYER_NAMES, 0)
+        self._clear_spikes()
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
@@ -46,17 +46,7 @@ class TorchFrontendRuntime:
         return spikes[-1]
 
     def _record(self, spikes: list[torch.Tensor]) -> None:
-        self._layer_spikes = dict(zip(LAYER_NAMES, spikes))
-        for name, s in zip(LAYER_NAMES, spikes):
-            self._counts[name] += int(s.sum().item())
-
-    @property
-    def layer_spikes(self) -> dict[str, torch.Tensor]:
-        return dict(self._layer_spikes)
-
-    @property
-    def spike_counts(self) -> dict[str, int]:
-        return dict(self._counts)
+        self._record_spikes(dict(zip(LAYER_NAMES, spikes)))
 
 
 class TorchBackboneRuntime:
