@@ -299,10 +299,10 @@ class StreamRun:
                     sample, pending_segment = None, next(segments, None)
         if sample is not None:
             yield self._close(sample, time.perf_counter())
+            pending_segment = next(segments, None) if segments is not None else None
         # labelled samples after the end of the stream: no events, still reported
-        if pending_segment is not None and sample is None and segments is not None and self.options.labels is not None:
-            rest = [pending_segment, *segments]
-            for start, end, label in rest:
+        if pending_segment is not None and segments is not None and self.options.labels is not None:
+            for start, end, label in [pending_segment, *segments]:
                 yield self._close(self._open(start, end, label), time.perf_counter())
 
     # -- one sample ---------------------------------------------------------------------

@@ -310,3 +310,16 @@ def test_report_command_writes_every_output(bundle_dir, recording, workdir):
     assert html.count("data:image/png;base64,") >= 4 and "estimate" in html.lower()
     bad = CliRunner().invoke(main, ["report", str(bundle_dir), str(workdir / "rec.npz"), "--target", "loihi9"])
     assert bad.exit_code == 1 and "loihi9" in bad.output
+
+
+def test_labelled_samples_after_the_last_event_are_still_reported(recording):
+    from neurodeploy.events.synthetic import LabelSegment
+
+    rec, segments = recording
+    model = seeded_model()
+    extra = LabelSegment(segments[-1].t_end_us + 10_000, segments[-1].t_end_us + 60_000, 7)
+    run = StreamRun(TorchFrontendRuntime(model), TorchBackboneRuntime(model), iter(np.array_split(rec.events, 5)),
+                    rec.sensor_size, StreamOptions(dt_us=DT_US, labels=(*segments, extra)))
+    results = list(run)
+    assert [r.label for r in results] == [s.label for s in segments] + [7]
+    assert results[-1].n_events == 0 and results[-1].n_steps == 5
