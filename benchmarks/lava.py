@@ -22,8 +22,8 @@ import torch
 
 from neurodeploy.exporters.netx import export_netx
 from neurodeploy.exporters.nir import export_frontend
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.frontend import SpikingFrontend
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.frontend import SpikingFrontend
 from neurodeploy.runtimes.lava import LavaFrontendRuntime
 
 

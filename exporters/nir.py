@@ -82,9 +82,9 @@ import nir
 import numpy as np
 import torch
 
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.frontend import LAYER_NAMES, SpikingFrontend
-from neurodeploy.model.mamba_spike import MambaSpike
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.frontend import LAYER_NAMES, SpikingFrontend
+from neurodeploy.model.mamba_spike.model import MambaSpike
 
 FORMAT = "neurodeploy.frontend/1"
 POOL_REWRITES = ("avg", "sum")

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from neurodeploy.exporters.nir import read_frontend
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.frontend import SpikingFrontend
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.frontend import SpikingFrontend
 from neurodeploy.runtimes.nir import NEURON_TYPES, UnsupportedGraphError, graph_dt, neuron_parameters
 
 

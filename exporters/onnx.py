@@ -62,8 +62,8 @@ from neurodeploy.exporters.onnx_functions import (
     selective_scan_function,
     selective_state_update_function,
 )
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.mamba_spike import BackboneState, MambaSpike
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.model import BackboneState, MambaSpike
 
 DEFAULT_OPSET = 20
 MIN_OPSET = 20
@@ -546,7 +546,7 @@ def read_metadata(proto_or_path: onnx.ModelProto | str | Path) -> dict[str, str]
 def _check_arguments(model: MambaSpike, graph: str, dt: float, opset: int) -> None:
     if not isinstance(model, MambaSpike):
         raise OnnxExportError(f"expected a neurodeploy.model.MambaSpike, got {type(model).__name__}; "
-                              "load checkpoints with neurodeploy.model.checkpoint first")
+                              "load checkpoints with neurodeploy.model.mamba_spike.checkpoint first")
     if graph not in ("full", "chunk", "step"):
         raise OnnxExportError(f"graph kind {graph!r}; expected 'full', 'chunk' or 'step'")
     if not isinstance(opset, int) or opset < MIN_OPSET:

@@ -20,8 +20,8 @@ _API = {
     "load_bundle": ("neurodeploy.bundle", "load_bundle"),
     "ExportOptions": ("neurodeploy.bundle", "ExportOptions"),
     "stream": ("neurodeploy.stream", "stream"),
-    "load_checkpoint": ("neurodeploy.model.checkpoint", "load_checkpoint"),
-    "save_checkpoint": ("neurodeploy.model.checkpoint", "save_checkpoint"),
+    "load_checkpoint": ("neurodeploy.model.mamba_spike.checkpoint", "load_checkpoint"),
+    "save_checkpoint": ("neurodeploy.model.mamba_spike.checkpoint", "save_checkpoint"),
 }
 
 

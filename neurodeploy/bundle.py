@@ -26,9 +26,9 @@ from typing import Any
 import torch
 
 from neurodeploy import __version__
-from neurodeploy.model.checkpoint import load_checkpoint, save_checkpoint
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.mamba_spike import MambaSpike
+from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint, save_checkpoint
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.model import MambaSpike
 
 MANIFEST = "manifest.json"
 BUNDLE_FORMAT = "neurodeploy.bundle/1"
@@ -337,7 +337,7 @@ def _export_onnx(model, dt_s, out_dir, frames, parity, timings):
 
 @torch.no_grad()
 def _per_layer_steps(model: MambaSpike, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-    from neurodeploy.model.frontend import LAYER_NAMES
+    from neurodeploy.model.mamba_spike.frontend import LAYER_NAMES
 
     spikes, _ = model.spiking_frontend(frames)
     return dict(zip(LAYER_NAMES, spikes))

@@ -65,7 +65,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
     """Load CHECKPOINT (own, reference v1/v2 or bare state_dict) and describe the model."""
-    from neurodeploy.model.checkpoint import CheckpointError, load_checkpoint
+    from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, load_checkpoint
 
     try:
         model, config = load_checkpoint(checkpoint, config=config_path)
@@ -105,7 +105,7 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
       neurodeploy export weights.pt --config config.json -o bundle/ --artifacts nir,onnx
     """
     from neurodeploy import bundle as bundle_mod
-    from neurodeploy.model.checkpoint import CheckpointError, checkpoint_metadata
+    from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, checkpoint_metadata
 
     if dt_us is None:
         saved = checkpoint_metadata(checkpoint).get("dt_us") if checkpoint.endswith(".safetensors") else None

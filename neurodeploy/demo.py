@@ -26,7 +26,7 @@ def asset_path(name: str) -> Path:
 def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     from neurodeploy.bundle import ExportOptions, export
-    from neurodeploy.model.checkpoint import checkpoint_metadata
+    from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
     from neurodeploy.report import build_report, write_report
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
     from neurodeploy.sources import read_label_file

@@ -75,7 +75,7 @@ def _onnx(path: Path) -> dict[str, Any]:
 
 
 def _checkpoint(path: Path) -> dict[str, Any]:
-    from neurodeploy.model.checkpoint import load_checkpoint
+    from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
 
     model, config = load_checkpoint(path)
     return {"kind": "checkpoint", "path": str(path), "parameters": sum(p.numel() for p in model.parameters()),

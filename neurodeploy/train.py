@@ -426,7 +426,7 @@ def save_trained(result: TrainResult, path: str | Path, *, command: str | None =
 
     Keys: accuracy (test), train_accuracy, seed, train_seed, test_seed, dt_us, n_bins,
     duration_us, n_train, n_test, epochs, batch_size, lr, wall_time_s, train_samples_per_s,
-    command, torch; read back with `neurodeploy.model.checkpoint.checkpoint_metadata`.
+    command, torch; read back with `neurodeploy.model.mamba_spike.checkpoint.checkpoint_metadata`.
     """
     m, c = result.metrics, result.config
     meta = {

@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from neurodeploy.model.mamba_spike import BackboneState
+from neurodeploy.model.mamba_spike.model import BackboneState
 
 
 @runtime_checkable

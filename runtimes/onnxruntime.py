@@ -3,7 +3,7 @@
 `OnnxBackboneRuntime` is a BackboneRuntime (DESIGN.md): `reset(batch)`, `step(spikes_t)`,
 `push(spikes)` for a packet of several bins, `flush()`, `run(spikes)` for a whole sequence,
 and `get_state()` / `set_state()` for handing the streaming state to or from another runtime
-(the state is a `neurodeploy.model.mamba_spike.BackboneState`, the PyTorch model's own).
+(the state is a `neurodeploy.model.mamba_spike.model.BackboneState`, the PyTorch model's own).
 
 Thread settings: the step and chunk sessions serve one sample as it arrives, where a thread
 pool only adds wake-up latency to tiny kernels, so they run one intra-op thread with
@@ -29,10 +29,10 @@ import onnxruntime as ort
 import torch
 
 from neurodeploy.exporters.onnx import STATE_NAMES, read_metadata, state_to_feeds
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.interface import InterfaceState
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.interface import InterfaceState
 from neurodeploy.model.mamba import MambaState
-from neurodeploy.model.mamba_spike import BackboneState
+from neurodeploy.model.mamba_spike.model import BackboneState
 
 FULL_FILE = "backbone.onnx"
 CHUNK_FILE = "backbone_chunk.onnx"

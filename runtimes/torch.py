@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from neurodeploy.model.frontend import LAYER_NAMES, FrontendState, SpikingFrontend
-from neurodeploy.model.mamba_spike import BackboneState, MambaSpike
+from neurodeploy.model.mamba_spike.frontend import LAYER_NAMES, FrontendState, SpikingFrontend
+from neurodeploy.model.mamba_spike.model import BackboneState, MambaSpike
 from neurodeploy.runtimes.frontend_runtime import SpikeCounting
 
 

@@ -8,8 +8,8 @@ import torch
 
 from neurodeploy.exporters.netx import LavaMappingError, export_netx, lava_layers, quantize_layer
 from neurodeploy.exporters.nir import export_frontend
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.frontend import SpikingFrontend, pool_current
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.frontend import SpikingFrontend, pool_current
 
 
 def _frontend(**overrides) -> SpikingFrontend:

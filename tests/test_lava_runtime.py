@@ -13,8 +13,8 @@ import torch
 
 from neurodeploy.exporters.netx import export_netx
 from neurodeploy.exporters.nir import export_frontend
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.frontend import LAYER_NAMES, SpikingFrontend
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.frontend import LAYER_NAMES, SpikingFrontend
 from neurodeploy.runtimes.lava import LavaFrontendRuntime
 from neurodeploy.runtimes.lava_fixed_point import FixedPointFrontend
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neurodeploy.model import CheckpointError, MambaSpike, MambaSpikeConfig, load_checkpoint, save_checkpoint
-from neurodeploy.model.checkpoint import checkpoint_metadata
+from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
 from plain_reference import plain_forward
 
 # REFERENCE.md §1: state_dict keys of the N-MNIST model (v1: 64 keys; v2 adds 6 recurrent keys)

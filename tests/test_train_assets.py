@@ -7,7 +7,7 @@ import torch
 
 import neurodeploy
 from neurodeploy.model import load_checkpoint
-from neurodeploy.model.checkpoint import checkpoint_metadata
+from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
 from neurodeploy.train import bin_labelled_recording, bin_samples, evaluate
 
 ASSETS = Path(neurodeploy.__file__).parent / "assets"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neurodeploy.model import MambaSpike, MambaSpikeConfig, load_checkpoint
-from neurodeploy.model.checkpoint import checkpoint_metadata
+from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
 from neurodeploy.train import (FrameDataset, TrainConfig, build_dataset, deployable_from_checkpoint, evaluate,
                                n_bins_for, save_trained, train)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from neurodeploy.model.interface import moving_average
+from neurodeploy.model.mamba_spike.interface import moving_average
 from neurodeploy.report.counts import module_footprint
 from neurodeploy.report.record import SpikeRecord
 

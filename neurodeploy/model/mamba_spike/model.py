@@ -16,9 +16,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from neurodeploy.model.config import MambaSpikeConfig
-from neurodeploy.model.frontend import FrontendState, SpikingFrontend
-from neurodeploy.model.interface import InterfaceState, interface_initial_state, interface_step, moving_average
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.frontend import FrontendState, SpikingFrontend
+from neurodeploy.model.mamba_spike.interface import InterfaceState, interface_initial_state, interface_step, moving_average
 from neurodeploy.model.mamba import Mamba, MambaState
 
 

@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 import torch
 
-from neurodeploy.model.config import ConfigError, MambaSpikeConfig
-from neurodeploy.model.mamba_spike import MambaSpike
+from neurodeploy.model.mamba_spike.config import ConfigError, MambaSpikeConfig
+from neurodeploy.model.mamba_spike.model import MambaSpike
 
 FORMAT_NAME = "neurodeploy.mamba-spike"
 FORMAT_VERSION = "1"

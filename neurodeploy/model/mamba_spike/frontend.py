@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurodeploy.model.config import MambaSpikeConfig
+from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.lif import LIFParameters, LIFState, lif_initial_state, lif_step
 
 LAYER_NAMES = ("lif1", "lif2", "lif3")
