@@ -3,12 +3,16 @@
 Parameter names and maths are the official block's (REFERENCE.md §1), so reference
 checkpoints load unchanged:
 
-    x, z  = in_proj(h).chunk(2)
-    u     = silu(causal depthwise conv1d(x))             (no conv bias in Mamba-Spike)
+    x, z  = in_proj(h).chunk(2)                          (+ in_proj.bias when bias=True)
+    u     = silu(causal depthwise conv1d(x) + conv bias)  (no conv bias in Mamba-Spike)
     dt, B, C = x_proj(u).split(dt_rank, d_state, d_state)
     delta = softplus(dt_proj.weight @ dt + dt_proj.bias)
     h_t   = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t,   A = -exp(A_log)
-    y_t   = <h_t, C_t> + D * u_t;  y *= silu(z);  out = out_proj(y)
+    y_t   = <h_t, C_t> + D * u_t;  y *= silu(z);  out = out_proj(y)   (+ out_proj.bias)
+
+The official block's options the other families use (FAMILIES.md §0): `dt_rank` (default
+ceil(d_model/16)), `conv_bias` (conv1d.bias) and `bias` (in_proj.bias and out_proj.bias
+together). Their defaults here are Mamba-Spike's (no biases), so its checkpoints are unchanged.
 
 Streaming state per layer: `conv_state (B, d_inner, d_conv)`, `ssm_state (B, d_inner, d_state)`.
 """
@@ -80,18 +84,20 @@ def selective_state_update(
 
 
 class Mamba(nn.Module):
-    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2):
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, *,
+                 dt_rank: int | None = None, conv_bias: bool = False, bias: bool = False):
         super().__init__()
         self.d_model = d_model
         self.d_state = d_state
         self.d_conv = d_conv
         self.d_inner = expand * d_model
-        self.dt_rank = math.ceil(d_model / 16)
-        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
-        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=False)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank is None else dt_rank
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
+                                bias=conv_bias)
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
-        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
         # S4D-real initialisation and dt initialisation of the official block
         A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
         self.A_log = nn.Parameter(torch.log(A))
@@ -126,7 +132,7 @@ class Mamba(nn.Module):
         # prepend the last d_conv-1 inputs of the previous chunk: a causal conv without padding
         history = state.conv_state[:, :, 1:]
         x_padded = torch.cat([history, x_t], dim=-1)
-        u = F.conv1d(x_padded, self.conv1d.weight, groups=self.d_inner)
+        u = F.conv1d(x_padded, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner)
         u = F.silu(u).transpose(1, 2)
         delta, B, C = self._project(u)
         A = -torch.exp(self.A_log.float())
@@ -140,7 +146,10 @@ class Mamba(nn.Module):
         """hidden `(B, d_model)` -> `(B, d_model)`, one token, as the official `step()`."""
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         conv_state = torch.cat([state.conv_state[:, :, 1:], x.unsqueeze(-1)], dim=-1)
-        u = F.silu((conv_state * self.conv1d.weight[:, 0, :]).sum(dim=-1))
+        c = (conv_state * self.conv1d.weight[:, 0, :]).sum(dim=-1)
+        if self.conv1d.bias is not None:
+            c = c + self.conv1d.bias
+        u = F.silu(c)
         delta, B, C = self._project(u)
         A = -torch.exp(self.A_log.float())
         y, ssm_state = selective_state_update(state.ssm_state, u, delta, A, B, C, self.D, z, self.dt_proj.bias)
