@@ -82,6 +82,7 @@ import nir
 import numpy as np
 import torch
 
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.frontend import LAYER_NAMES, SpikingFrontend
 from neurodeploy.model.mamba_spike.model import MambaSpike
@@ -92,7 +93,7 @@ POOL_REWRITES = ("avg", "sum")
 SYNTHETIC_SAMPLES, SYNTHETIC_STEPS, SYNTHETIC_RATE, SYNTHETIC_SEED = 16, 30, 0.1, 0
 
 
-class UnsupportedLayerError(ValueError):
+class UnsupportedLayerError(NeurodeployError, ValueError):
     """A layer of the model that NIR cannot express, with the ways out in the message."""
 
 

@@ -63,10 +63,14 @@ def main() -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="JSON model config, for a bare state_dict file.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
+@click.option("--family", default=None, help="Model family, when detection cannot tell (e.g. spikemamba-lm).")
+def info(checkpoint: str, config_path: str | None, as_json: bool, family: str | None) -> None:
     """Load CHECKPOINT (own, reference v1/v2 or bare state_dict) and describe the model."""
+    from neurodeploy import cli_lm
     from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, load_checkpoint
 
+    if cli_lm.is_other_family(checkpoint, family):  # the registry's families (SpikeMamba LM...)
+        return cli_lm.guard(cli_lm.info_other, checkpoint, config_path, family, as_json)
     try:
         model, config = load_checkpoint(checkpoint, config=config_path)
     except CheckpointError as err:
@@ -94,8 +98,9 @@ def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
               help="Comma-separated subset of nir, netx, onnx.")
 @click.option("--netx-weight-scale", type=float, default=None, help="Fixed weight scale for netx quantization.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--family", default=None, help="Model family, when detection cannot tell (e.g. spikemamba-lm).")
 def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | None, pool_rewrite: str | None,
-           artifacts: str, netx_weight_scale: float | None, as_json: bool) -> None:
+           artifacts: str, netx_weight_scale: float | None, as_json: bool, family: str | None) -> None:
     """Export CHECKPOINT to a deployment bundle folder.
 
     \b
@@ -105,8 +110,11 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
       neurodeploy export weights.pt --config config.json -o bundle/ --artifacts nir,onnx
     """
     from neurodeploy import bundle as bundle_mod
+    from neurodeploy import cli_lm
     from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, checkpoint_metadata
 
+    if cli_lm.is_other_family(checkpoint, family):  # token models: model.safetensors + full/step ONNX graphs
+        return cli_lm.guard(cli_lm.export_other, checkpoint, config_path, family, out_dir, artifacts, as_json)
     if dt_us is None:
         saved = checkpoint_metadata(checkpoint).get("dt_us") if checkpoint.endswith(".safetensors") else None
         dt_us = int(saved) if saved else 1000
@@ -204,9 +212,13 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
       neurodeploy run bundle/ tcp://127.0.0.1:7777 --overflow drop_oldest
       cat events.csv | neurodeploy run bundle/ - --sensor-size 34x34
     """
+    from neurodeploy import cli_lm
     from neurodeploy.bundle import BundleError
     from neurodeploy.events.errors import EventFileError
+    from neurodeploy.lm_bundle import is_lm_bundle
 
+    if is_lm_bundle(bundle_dir):  # a token model: SOURCE is token ids (file or -), --backbone picks the runtime
+        return cli_lm.guard(cli_lm.run_tokens, bundle_dir, source, backbone, as_json)
     try:
         stream, label_path = _open_stream(bundle_dir, source, frontend, backbone, labels, window_us, follow,
                                           realtime, replay_factor, overflow, queue_packets, sensor_size,
@@ -365,10 +377,15 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
       neurodeploy report bundle/ rec.npz --target loihi --host cpu
       neurodeploy report bundle/ rec.npz --compare-all --host arm -o out/
     """
+    from neurodeploy import cli_lm
     from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.lm_bundle import is_lm_bundle
     from neurodeploy.report import ReportError, build_report, load_devices, write_report
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
 
+    if is_lm_bundle(bundle_dir):  # a token model: EVENTS is token ids; every host device is costed
+        explicit = targets if cli_lm.explicit_option("targets") or compare_all else ()
+        return cli_lm.guard(cli_lm.report_tokens, bundle_dir, events, explicit, devices_file, out_dir, as_json)
     try:
         bundle = load_bundle(bundle_dir)
         if compare_all:
@@ -428,6 +445,15 @@ def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bo
     elif holder is not None:
         click.echo(f"(temporary folder {holder.name} is removed on exit; pass --out DIR to keep it)")
         holder.cleanup()
+
+
+def _add_family_commands() -> None:
+    from neurodeploy.cli_lm import generate
+
+    main.add_command(generate)
+
+
+_add_family_commands()
 
 
 @main.command()

@@ -14,7 +14,7 @@ import torch
 
 
 def _rmsnorm(x, w, eps):
-    return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps) * w
+    return x * torch.rsqrt((x * x).mean(dim=-1, keepdim=True) + eps) * w
 
 
 def _sigmoid(x):

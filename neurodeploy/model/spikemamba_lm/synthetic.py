@@ -27,7 +27,9 @@ def firing_model(config: SpikeMambaLMConfig, seed: int = 0) -> SpikeMambaLM:
         return torch.rand(shape, generator=gen) * (hi - lo) + lo
 
     with torch.no_grad():
-        model.embedding.weight.normal_(0.0, 1.0, generator=gen)
+        # upstream's init (N(0, 0.02)): small against the layer outputs, so generation does not just
+        # repeat the last token
+        model.embedding.weight.normal_(0.0, 0.02, generator=gen)
         for block in model.layers:
             block.norm.weight.copy_(uniform(block.norm.weight.shape, 0.5, 1.5))
             layer = block.spiking_mamba

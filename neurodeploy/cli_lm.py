@@ -1,0 +1,241 @@
+"""The command-line side of token language-model families (SpikeMamba LM): what `info`, `export`,
+`run` and `report` do for them, and the `generate` command.
+
+`neurodeploy.cli` asks the model registry which family a checkpoint is and hands non-Mamba-Spike
+checkpoints and LM bundles to the functions here, so the Mamba-Spike paths stay as they were.
+A capability the family (or this model's config) lacks is refused with
+`UnsupportedCapabilityError`, whose message says why.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from neurodeploy.errors import NeurodeployError, UnsupportedCapabilityError
+
+
+def _echo_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, indent=2, default=str))
+
+
+def describe_loaded(loaded, checkpoint: str) -> dict:
+    caps = loaded.family.capabilities(loaded.config)
+    return {
+        "checkpoint": checkpoint, "family": loaded.family.name, "source_format": loaded.source_format,
+        "config": loaded.config.to_dict(), "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "notes": list(loaded.notes),
+        "capabilities": {name: ("yes" + (f" ({c.reason})" if c.reason else "")) if c.supported else f"no: {c.reason}"
+                         for name, c in caps.items()},
+    }
+
+
+def print_info(payload: dict) -> None:
+    click.echo(f"{payload['checkpoint']}: {payload['family']} ({payload['source_format']}), "
+               f"{payload['parameters']:,} parameters")
+    for key, value in payload["config"].items():
+        click.echo(f"  {key}: {value}")
+    for note in payload["notes"]:
+        click.echo(f"  note: {note}")
+    click.echo("  capabilities:")
+    for name, value in payload["capabilities"].items():
+        click.echo(f"    {name}: {value}")
+
+
+def export_loaded(loaded, checkpoint: str, out_dir: str, artifacts: str, explicit: bool, as_json: bool) -> None:
+    from neurodeploy.lm_bundle import export_lm_bundle
+
+    if loaded.family.name != "spikemamba-lm":
+        raise UnsupportedCapabilityError(loaded.family.name, "export", "no bundle writer for this family yet")
+    chosen = tuple(a.strip() for a in artifacts.split(",") if a.strip())
+    bundle = export_lm_bundle(loaded, out_dir, artifacts=chosen, explicit=explicit, source=checkpoint)
+    manifest = bundle.manifest
+    if as_json:
+        _echo_json(manifest)
+        return
+    click.echo(f"bundle written to {out_dir} ({manifest['family']}, RMSNorm eps {manifest['rms_norm_eps']!r})")
+    for name, entry in manifest["artifacts"].items():
+        click.echo(f"  {name:22s} {entry['bytes']:>10,d} bytes  sha256 {entry['sha256'][:12]}")
+    for name, reason in manifest["skipped"].items():
+        click.echo(f"  {name:22s} NOT MADE: {reason}")
+    for key, value in manifest["parity"].items():
+        click.echo(f"  parity {key}: logits {value['parity_logits_max_abs']:.2e}, states {value['parity_states_max_abs']:.2e}, "
+                   f"spikes {'identical' if value['parity_spikes_identical'] else 'DIFFER'}")
+    for note in manifest["notes"]:
+        click.echo(f"  note: {note}")
+
+
+def _require(bundle, capability: str) -> None:
+    from neurodeploy.model.registry import get_family
+
+    family = get_family(bundle.manifest["family"])
+    cap = family.capabilities(bundle.config)[capability]
+    if not cap.supported:
+        raise UnsupportedCapabilityError(family.name, capability, cap.reason)
+
+
+def run_tokens(bundle_dir: str, source: str, runtime: str, as_json: bool) -> None:
+    """`neurodeploy run LM_BUNDLE TOKENS`: stream ids one at a time, print each step."""
+    from neurodeploy.generation import open_token_source, stream_tokens
+    from neurodeploy.lm_bundle import load_lm_bundle
+
+    bundle = load_lm_bundle(bundle_dir)
+    _require(bundle, "stream")
+    results = []
+    for result in stream_tokens(bundle.token_runtime(runtime), open_token_source(source)):
+        results.append(result)
+        if not as_json:
+            per_gate = " ".join(f"{k}={v}" for k, v in result.spikes.items())
+            click.echo(f"token {result.index:5d}  id {result.token:6d}  -> next {result.predicted:6d}  "
+                       f"spikes {sum(result.spikes.values()):5d}  [{per_gate}]  {result.latency_us:7.0f} us")
+    if not results:
+        raise NeurodeployError(f"{source}: no token ids read; a token source holds whitespace-separated integer ids")
+    latencies = sorted(r.latency_us for r in results)
+    spikes = {k: sum(r.spikes[k] for r in results) for k in results[0].spikes}
+    d_model = bundle.config.d_model
+    summary = {
+        "tokens": len(results), "runtime": runtime,
+        "latency_us": {"p50": statistics.median(latencies), "max": latencies[-1]},
+        "spikes_per_token": {k: v / len(results) for k, v in spikes.items()},
+        "firing_rate": {k: v / (len(results) * d_model) for k, v in spikes.items()},
+    }
+    if as_json:
+        _echo_json({"summary": summary, "tokens": [r.to_dict() for r in results]})
+        return
+    click.echo(f"{len(results)} tokens on {runtime}; per-token latency p50 {summary['latency_us']['p50']:.0f} us")
+    for name, rate in summary["firing_rate"].items():
+        click.echo(f"  {name}: {summary['spikes_per_token'][name]:.2f} spikes/token, firing rate {rate:.4f}")
+
+
+def report_tokens(bundle_dir: str, source: str, explicit_targets: tuple[str, ...], devices_file: str | None,
+                  out_dir: str, as_json: bool) -> None:
+    import torch
+
+    from neurodeploy.generation import read_token_ids
+    from neurodeploy.lm_bundle import load_lm_bundle
+    from neurodeploy.report.devices import load_devices
+    from neurodeploy.report.spikemamba import build_lm_report, write_lm_report
+
+    bundle = load_lm_bundle(bundle_dir)
+    _require(bundle, "report")
+    if explicit_targets:
+        raise UnsupportedCapabilityError(
+            bundle.manifest["family"], "report --target",
+            "the LIF gates sit between analog Mamba ops a neuromorphic chip does not run; the report costs the host "
+            "devices (`--devices` adds your own)")
+    ids = read_token_ids(source)
+    if not ids:
+        raise NeurodeployError(f"{source}: no token ids read")
+    table = load_devices(devices_file)
+    hosts = tuple(sorted(k for k, d in table.devices.items() if d.kind == "host"))
+    report = build_lm_report(bundle.model(), torch.tensor([ids], dtype=torch.int64), hosts=hosts, devices_file=devices_file)
+    paths = write_lm_report(report, out_dir)
+    if as_json:
+        _echo_json({"report": report.to_dict(), "files": {k: str(v) for k, v in paths.items()}})
+        return
+    click.echo(report.to_markdown())
+    click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+@click.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
+@click.option("--prompt", "prompt_source", required=True,
+              help="Token ids: a text file of whitespace-separated ids, or `-` for stdin.")
+@click.option("--max-new-tokens", type=int, default=32, show_default=True)
+@click.option("--sample", "sampling", is_flag=True, help="Sample from softmax(logits / temperature) instead of greedy.")
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-k", type=int, default=None, help="With --sample: keep the k most likely ids.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --sample: the random seed.")
+@click.option("--stop-token", type=int, default=None, help="Stop after generating this id.")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True,
+              help="The step graph in onnxruntime, or the PyTorch model.")
+@click.option("--json", "as_json", is_flag=True)
+def generate(bundle_dir: str, prompt_source: str, max_new_tokens: int, sampling: bool, temperature: float,
+             top_k: int | None, seed: int, stop_token: int | None, runtime: str, as_json: bool) -> None:
+    """Generate token ids from a token-model BUNDLE, the state carried token by token.
+
+    \b
+    Examples:
+      neurodeploy generate lm_bundle/ --prompt prompt.txt --max-new-tokens 20
+      echo "1 5 9" | neurodeploy generate lm_bundle/ --prompt - --sample --top-k 10 --seed 3
+    """
+    from neurodeploy.bundle import BundleError
+    from neurodeploy.generation import SamplingOptions
+    from neurodeploy.generation import generate as run_generation
+    from neurodeploy.generation import read_token_ids
+    from neurodeploy.lm_bundle import is_lm_bundle, load_lm_bundle
+
+    try:
+        if not is_lm_bundle(bundle_dir):
+            raise UnsupportedCapabilityError("mamba-spike", "generate", "a classifier of event streams, not a token model "
+                                             f"({bundle_dir} is not a token-model bundle)")
+        bundle = load_lm_bundle(bundle_dir)
+        _require(bundle, "generate")
+        options = SamplingOptions(greedy=not sampling, temperature=temperature, top_k=top_k, seed=seed)
+        result = run_generation(bundle.token_runtime(runtime), read_token_ids(prompt_source), max_new_tokens, options,
+                                stop_token=stop_token)
+    except (NeurodeployError, BundleError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        _echo_json({"runtime": runtime, **result.to_dict()})
+    else:
+        click.echo(" ".join(str(t) for t in result.generated))
+        total = sum(sum(s.values()) for s in result.spikes_per_token)
+        print(f"({len(result.generated)} tokens on {runtime}; {total / max(len(result.spikes_per_token), 1):.1f} "
+              "spikes per token)", file=sys.stderr)
+
+
+def checkpoint_family(checkpoint: str, family: str | None):
+    """The family of a checkpoint file, from the registry (reads tensors, builds nothing)."""
+    from neurodeploy.model.checkpoint_io import read_checkpoint
+    from neurodeploy.model.registry import detect_family, get_family
+
+    return get_family(family) if family else detect_family(read_checkpoint(checkpoint))
+
+
+def is_other_family(path: str | Path, family: str | None) -> bool:
+    """True when the CLI should take the registry path (not Mamba-Spike's own)."""
+    if family is not None:
+        return family != "mamba-spike"
+    try:
+        return checkpoint_family(str(path), None).name != "mamba-spike"
+    except NeurodeployError:
+        return False  # Mamba-Spike's loader says what is wrong, as before
+
+
+def info_other(checkpoint: str, config_path: str | None, family: str | None, as_json: bool) -> None:
+    from neurodeploy.model.registry import load_model
+
+    payload = describe_loaded(load_model(checkpoint, config_path, family=family), checkpoint)
+    if as_json:
+        _echo_json(payload)
+    else:
+        print_info(payload)
+
+
+def export_other(checkpoint: str, config_path: str | None, family: str | None, out_dir: str, artifacts: str,
+                 as_json: bool) -> None:
+    from neurodeploy.model.registry import load_model
+
+    explicit = explicit_option("artifacts")
+    export_loaded(load_model(checkpoint, config_path, family=family), checkpoint, out_dir, artifacts, explicit, as_json)
+
+
+def explicit_option(name: str) -> bool:
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def guard(fn, *args) -> None:
+    """Run a command body; every refusal or bad input becomes exit 1 with its message."""
+    from neurodeploy.bundle import BundleError
+
+    try:
+        fn(*args)
+    except (NeurodeployError, BundleError, ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
