@@ -116,8 +116,8 @@ def load_lm_bundle(directory: str | Path) -> LMBundle:
     return LMBundle(directory, manifest, config)
 
 
-def export_lm_bundle(loaded: LoadedModel, out_dir: str | Path, *, artifacts: tuple[str, ...] = ("onnx",),
-                     explicit: bool = False, source: str = "<in-memory model>", opset: int = 20,
+def export_lm_bundle(loaded: LoadedModel, out_dir: str | Path, *,
+                     artifacts: tuple[str, ...] = ("nir", "netx", "onnx"), explicit: bool = False, source: str = "<in-memory model>", opset: int = 20,
                      sample_tokens: torch.Tensor | None = None) -> LMBundle:
     """Write the bundle of a loaded SpikeMamba LM.
 

@@ -147,7 +147,7 @@ def resolve_config(raw: RawCheckpoint, config: Any) -> tuple[SpikeMambaLMConfig,
             raise SpikeMambaCheckpointError(
                 f"{path}: an upstream SpikeMamba state_dict does not record {', '.join(missing)}; give them in a JSON config "
                 f"(`--config CONFIG.json`, e.g. {{\"reset_mode\": \"subtract\", \"refractory_period\": 2, "
-                "\"temporal_pooling\": \"none\"}}, upstream's defaults) as the model was trained")
+                "\"temporal_pooling\": \"none\"}, upstream's defaults) as the model was trained")
         merged = {**told, **user}
         if not _given(user, "rms_norm_eps"):
             notes.append(f"RMSNorm epsilon not recorded in the file: using float32 eps {FLOAT32_EPS!r} (upstream on "
