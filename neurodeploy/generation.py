@@ -134,12 +134,10 @@ def generate(runtime: TokenRuntime, prompt: list[int], max_new_tokens: int,
     check_ids(np.asarray(prompt), runtime.vocab_size)
     rng = np.random.default_rng(options.seed)
     result = Generation(list(prompt))
-    state = runtime.initial_state(1)
-    out = None
-    for token in prompt:
-        out = runtime.step(np.array([token], dtype=np.int64), state)
-        state = out.state
-        result.spikes_per_token.append(_spike_counts(out.spikes))
+    steps = runtime.prefill(np.array([prompt], dtype=np.int64))
+    result.spikes_per_token.extend(_spike_counts(s.spikes) for s in steps)
+    out = steps[-1]
+    state = out.state
     for i in range(max_new_tokens):
         token = _choose(out.logits[0], options, rng)
         result.generated.append(token)

@@ -1,17 +1,19 @@
 """SpikeMamba LM token runtimes: PyTorch and the ONNX step graph, one protocol.
 
-A `TokenRuntime` holds no hidden state: `initial_state(batch)` makes one, `step(token, state)`
-advances it by one token per row and returns `TokenStep(logits (B, V), spikes, state)`, where
-`spikes` maps each gate kind to `(n_layers, B, d_model)` 0/1 arrays. `prefill(tokens, state)`
-feeds a prompt token by token, so N single steps and an N-token prefill are one code path in
-every runtime; the PyTorch model's offline forward and the ONNX full graph are checked equal to
+A `TokenRuntime` (a base class, like the event runtimes of `runtimes/contract.py`, but for
+token models: the state is explicit, not kept inside) holds no hidden state:
+`initial_state(batch)` makes one, `step(token, state)` advances it by one token per row and
+returns `TokenStep(logits (B, V), spikes, state)`, where `spikes` maps each gate kind to
+`(n_layers, B, d_model)` 0/1 arrays. `prefill(tokens, state)` feeds a prompt token by token, so
+N single steps and an N-token prefill are one code path in every runtime; the PyTorch model's offline forward and the ONNX full graph are checked equal to
 it by the tests. States are carried as the graphs' stacked numpy arrays (names of
 `neurodeploy.exporters.onnx_spikemamba.state_names`), so a state can move between runtimes.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,26 +30,29 @@ class TokenStep(NamedTuple):
     state: State
 
 
-class TokenRuntime(Protocol):
+class TokenRuntime(ABC):
     name: str
     vocab_size: int
     gates: tuple[str, ...]
 
-    def initial_state(self, batch: int) -> State: ...
+    @abstractmethod
+    def initial_state(self, batch: int) -> State:
+        """Zero conv / ssm / neuron states for `batch` rows."""
 
-    def step(self, token: np.ndarray, state: State) -> TokenStep: ...
+    @abstractmethod
+    def step(self, token: np.ndarray, state: State) -> TokenStep:
+        """One token per row, `token (B,)` int64."""
 
-
-def prefill(runtime: TokenRuntime, tokens: np.ndarray, state: State | None = None) -> list[TokenStep]:
-    """Feed `tokens (B, N)` one token at a time; returns every step (the last holds the state)."""
-    tokens = np.asarray(tokens, dtype=np.int64)
-    state = runtime.initial_state(tokens.shape[0]) if state is None else state
-    steps = []
-    for t in range(tokens.shape[1]):
-        out = runtime.step(tokens[:, t], state)
-        state = out.state
-        steps.append(out)
-    return steps
+    def prefill(self, tokens: np.ndarray, state: State | None = None) -> list[TokenStep]:
+        """Feed `tokens (B, N)` one token at a time; returns every step (the last holds the state)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        state = self.initial_state(tokens.shape[0]) if state is None else state
+        steps = []
+        for t in range(tokens.shape[1]):
+            out = self.step(tokens[:, t], state)
+            state = out.state
+            steps.append(out)
+        return steps
 
 
 def check_ids(tokens: np.ndarray, vocab_size: int) -> None:
@@ -56,7 +61,7 @@ def check_ids(tokens: np.ndarray, vocab_size: int) -> None:
         raise ValueError(f"token id {bad} outside the model's vocabulary [0, {vocab_size})")
 
 
-class TorchTokenRuntime:
+class TorchTokenRuntime(TokenRuntime):
     name = "torch"
 
     def __init__(self, model: SpikeMambaLM):
@@ -77,7 +82,7 @@ class TorchTokenRuntime:
         return TokenStep(out.logits.numpy(), spikes, state_to_feeds(out.state, self.gates))
 
 
-class OnnxTokenRuntime:
+class OnnxTokenRuntime(TokenRuntime):
     """The step graph (model_step.onnx) in a plain onnxruntime session, one intra-op thread
     (batch-1 generation is latency-bound: a thread pool only adds wake-ups to tiny kernels)."""
 

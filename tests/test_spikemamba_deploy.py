@@ -25,7 +25,7 @@ from neurodeploy.model.registry import load_model
 from neurodeploy.model.spikemamba_lm.config import SpikeMambaLMConfig
 from neurodeploy.model.spikemamba_lm.synthetic import firing_model, write_upstream_checkpoint
 from neurodeploy.report.spikemamba import build_lm_report
-from neurodeploy.runtimes.spikemamba_lm import OnnxTokenRuntime, TorchTokenRuntime, prefill
+from neurodeploy.runtimes.spikemamba_lm import OnnxTokenRuntime, TorchTokenRuntime
 
 VARIANTS = [("pre", "hard"), ("post", "soft"), ("pre_post", "soft"), ("pre_post", "hard"), ("residual", "soft")]
 
@@ -65,7 +65,7 @@ def test_onnx_full_and_step_graphs_equal_torch(tmp_path, integration, gate):
     outputs = dict(zip([o.name for o in session_full.get_outputs()], session_full.run(None, {"tokens": toks[:, :6].numpy()})))
     state = {n: outputs[f"{n}_out"] for n in names}
     onnx_rt = OnnxTokenRuntime.for_model(tmp_path / "step.onnx", model)
-    steps = prefill(onnx_rt, toks[:, 6:].numpy(), state)
+    steps = onnx_rt.prefill(toks[:, 6:].numpy(), state)
     assert np.abs(steps[-1].logits - reference.logits[:, -1].numpy()).max() <= 1e-4
     for name in names:
         assert np.abs(steps[-1].state[name] - state_to_feeds(reference.state, model.config.gates)[name]).max() <= 1e-5
@@ -78,7 +78,7 @@ def test_single_steps_equal_prefill_on_every_runtime(tmp_path):
     with torch.no_grad():
         reference = model(toks)
     for runtime in (TorchTokenRuntime(model), OnnxTokenRuntime.for_model(tmp_path / "step.onnx", model)):
-        steps = prefill(runtime, toks.numpy())
+        steps = runtime.prefill(toks.numpy())
         logits = np.stack([s.logits for s in steps], axis=1)
         assert np.abs(logits - reference.logits.numpy()).max() <= 1e-4, runtime.name
         for gate, spikes in steps[0].spikes.items():
