@@ -265,10 +265,12 @@ def inspect(path: str, as_json: bool) -> None:
       neurodeploy inspect bundle/backbone_step.onnx
       neurodeploy inspect recording.aedat4
     """
+    from neurodeploy import cli_lm
     from neurodeploy.inspection import describe
+    from neurodeploy.lm_bundle import is_lm_bundle
 
     try:
-        payload = describe(Path(path))
+        payload = cli_lm.describe_bundle(path) if is_lm_bundle(path) else describe(Path(path))
     except Exception as err:  # noqa: BLE001  (every reader's error is the user's answer here)
         raise _fail(err) from None
     if as_json:
@@ -307,9 +309,17 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
       neurodeploy verify bundle/
       neurodeploy verify bundle/ recording.aedat4 --steps 100 --lava
     """
+    from neurodeploy import cli_lm
     from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.lm_bundle import is_lm_bundle
     from neurodeploy.verification import verify_bundle
 
+    if is_lm_bundle(bundle_dir):  # a token model: EVENTS is a token-id file (default: seeded tokens), --steps tokens
+        outcome = cli_lm.guard(cli_lm.verify_tokens, bundle_dir, events, steps)
+        _echo_json(outcome) if as_json else _print_tree(outcome)
+        if not outcome["passed"]:
+            sys.exit(EXIT_PARITY)
+        return
     try:
         bundle = load_bundle(bundle_dir)
         outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava)
@@ -336,9 +346,14 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
     Example:
       neurodeploy bench bundle/ --steps 1000
     """
+    from neurodeploy import cli_lm
     from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.lm_bundle import is_lm_bundle
     from neurodeploy.verification import bench_bundle
 
+    if is_lm_bundle(bundle_dir):  # a token model: per-token latency at batch 1, --steps tokens
+        outcome = cli_lm.guard(cli_lm.bench_tokens, bundle_dir, steps)
+        return _echo_json(outcome) if as_json else _print_tree(outcome)
     try:
         outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
     except (BundleError, ValueError) as err:

@@ -231,11 +231,34 @@ def explicit_option(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
-def guard(fn, *args) -> None:
+def guard(fn, *args):
     """Run a command body; every refusal or bad input becomes exit 1 with its message."""
     from neurodeploy.bundle import BundleError
 
     try:
-        fn(*args)
+        return fn(*args)
     except (NeurodeployError, BundleError, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
+
+
+def verify_tokens(bundle_dir: str, source: str | None, steps: int) -> dict:
+    from neurodeploy.lm_bundle import load_lm_bundle
+    from neurodeploy.lm_verification import verify_lm_bundle
+
+    return verify_lm_bundle(load_lm_bundle(bundle_dir), source, length=steps)
+
+
+def bench_tokens(bundle_dir: str, steps: int) -> dict:
+    from neurodeploy.lm_bundle import load_lm_bundle
+    from neurodeploy.lm_verification import bench_lm_bundle
+
+    return bench_lm_bundle(load_lm_bundle(bundle_dir), tokens=steps)
+
+
+def describe_bundle(bundle_dir: str) -> dict:
+    from neurodeploy.lm_bundle import load_lm_bundle
+
+    m = load_lm_bundle(bundle_dir).manifest
+    return {"kind": "lm bundle", "path": bundle_dir, "family": m["family"], "format": m["format"],
+            "source": m["source_checkpoint"], "config": m["config"], "artifacts": m["artifacts"],
+            "skipped": m["skipped"], "parity": m["parity"], "notes": m["notes"]}

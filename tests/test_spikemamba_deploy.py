@@ -223,3 +223,17 @@ def test_token_source_errors(tmp_path):
         read_token_ids(bad)
     with pytest.raises(TokenSourceError, match="no such file"):
         read_token_ids(tmp_path / "missing.txt")
+
+
+def test_cli_verify_bench_inspect_on_an_lm_bundle(upstream, tmp_path):
+    _, weights, cfg = upstream
+    export_lm_bundle(load_model(weights, cfg), tmp_path / "lm")
+    runner = CliRunner()
+    verified = runner.invoke(main, ["verify", str(tmp_path / "lm"), "--steps", "12", "--json"])
+    assert verified.exit_code == 0, verified.output
+    outcome = json.loads(verified.output)
+    assert outcome["passed"] and set(outcome["runtimes"]) == {"onnx full", "torch step", "onnxruntime step"}
+    bench = runner.invoke(main, ["bench", str(tmp_path / "lm"), "--steps", "5", "--json"])
+    assert bench.exit_code == 0 and json.loads(bench.output)["onnxruntime_per_token_us"]["p50"] > 0
+    inspected = runner.invoke(main, ["inspect", str(tmp_path / "lm"), "--json"])
+    assert inspected.exit_code == 0 and json.loads(inspected.output)["family"] == "spikemamba-lm"
