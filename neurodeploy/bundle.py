@@ -287,7 +287,8 @@ def _spike_mismatch(reference: dict[str, torch.Tensor], other: dict[str, torch.T
 
 
 def _export_nir(model, dt_s, out_dir, frames, skipped, parity, timings):
-    from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend, write_frontend
+    from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend
+    from neurodeploy.formats.nir_frontend import write_frontend
     from neurodeploy.runtimes.nir import NIRFrontendRuntime
     from neurodeploy.runtimes.torch import TorchFrontendRuntime
 
