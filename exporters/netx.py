@@ -104,7 +104,7 @@ class NetxExport:
 def _mantissa_grid(weight_bits: int) -> tuple[int, int, int]:
     """(step, low, high) of a mixed-sign Loihi weight mantissa with `weight_bits` bits."""
     if not isinstance(weight_bits, int) or not 2 <= weight_bits <= 8:
-        raise ValueError(f"weight_bits={weight_bits!r}; Loihi weights have 2..8 bits")
+        raise LavaMappingError(f"weight_bits={weight_bits!r}; Loihi weights have 2..8 bits")
     step = 2 ** (9 - weight_bits)
     return step, -256, 256 - step
 
@@ -116,7 +116,7 @@ def calibration_peaks(layers: tuple[LavaLayer, ...], frames: np.ndarray | torch.
     """
     x_all = torch.as_tensor(np.asarray(frames), dtype=torch.float64)
     if x_all.ndim != 5:
-        raise ValueError(f"calibration frames have shape {tuple(x_all.shape)}; expected (N, T, C, H, W)")
+        raise LavaMappingError(f"calibration frames have shape {tuple(x_all.shape)}; expected (N, T, C, H, W)")
     peaks = [[0.0, 0.0] for _ in layers]
     for sample in x_all:
         states = [torch.zeros((1, *layer.output_shape), dtype=torch.float64) for layer in layers]
@@ -169,7 +169,7 @@ def quantize_layer(layer: LavaLayer, *, weight_bits: int = 8, weight_scale: floa
                 scale, limited_by = budget / membrane_peak, "calibration membrane"
     else:
         if not (isinstance(weight_scale, (int, float)) and math.isfinite(weight_scale) and weight_scale > 0):
-            raise ValueError(f"{layer.name}: weight_scale={weight_scale!r}; expected a positive number")
+            raise LavaMappingError(f"{layer.name}: weight_scale={weight_scale!r}; expected a positive number")
         scale, limited_by = float(weight_scale), "user"
     exponent = 0
     while w_max * scale / 2 ** exponent > high + step / 2 and exponent < 7:
@@ -211,7 +211,7 @@ def quantize_layers(layers: tuple[LavaLayer, ...], *, weight_bits: int = 8,
     if isinstance(weight_scale, Mapping):
         unknown = set(weight_scale) - {layer.name for layer in layers}
         if unknown:
-            raise ValueError(f"weight_scale names unknown layers {sorted(unknown)}; layers: {[l.name for l in layers]}")
+            raise LavaMappingError(f"weight_scale names unknown layers {sorted(unknown)}; layers: {[l.name for l in layers]}")
     peaks = calibration_peaks(layers, calibration) if calibration is not None else [None] * len(layers)
     result = []
     for layer, peak in zip(layers, peaks):
@@ -254,7 +254,7 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, *, weight_bits: int = 8,
     input's width; the runtime refuses counts >= 2**input_message_bits.
     """
     if not 1 <= int(input_message_bits) <= 24:
-        raise ValueError(f"input_message_bits={input_message_bits!r}; Loihi graded spikes carry 1..24 bits")
+        raise LavaMappingError(f"input_message_bits={input_message_bits!r}; Loihi graded spikes carry 1..24 bits")
     layers = lava_layers(graph)
     quantized = quantize_layers(layers, weight_bits=weight_bits, weight_scale=weight_scale, calibration=calibration)
     path = Path(path)

@@ -101,9 +101,9 @@ def rewrite_max_pooling(model: MambaSpike | SpikingFrontend, pool_rewrite: str,
     given, on a seeded synthetic Poisson sample.
     """
     if pool_rewrite not in POOL_REWRITES:
-        raise ValueError(f"pool_rewrite={pool_rewrite!r}; expected one of {POOL_REWRITES} (or None to refuse max pooling)")
+        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r}; expected one of {POOL_REWRITES} (or None to refuse max pooling)")
     if model.config.pooling != "max":
-        raise ValueError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with {model.config.pooling!r}, "
+        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with {model.config.pooling!r}, "
                          "not max: nothing to rewrite; leave pool_rewrite=None")
     if sample is None:
         sample = synthetic_event_sample(model.config)
@@ -165,7 +165,7 @@ def export_frontend(model: MambaSpike | SpikingFrontend, dt_s: float, *, pool_re
     if not isinstance(model, (MambaSpike, SpikingFrontend)):
         raise TypeError(f"export_frontend takes a MambaSpike or SpikingFrontend, not {type(model).__name__}")
     if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
-        raise ValueError(f"dt_s={dt_s!r}; expected the bin width in seconds (> 0), e.g. 1e-3 for 1 ms bins")
+        raise UnsupportedLayerError(f"dt_s={dt_s!r}; expected the bin width in seconds (> 0), e.g. 1e-3 for 1 ms bins")
     report = None
     if model.config.pooling == "max":
         if pool_rewrite is None:
@@ -173,7 +173,7 @@ def export_frontend(model: MambaSpike | SpikingFrontend, dt_s: float, *, pool_re
         model, report = rewrite_max_pooling(model, pool_rewrite, sample)
         warnings.warn(report.summary(), stacklevel=2)
     elif pool_rewrite is not None:
-        raise ValueError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with "
+        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with "
                          f"{model.config.pooling!r}, not max: leave pool_rewrite=None")
     frontend = model.spiking_frontend if isinstance(model, MambaSpike) else model
     config = frontend.config
