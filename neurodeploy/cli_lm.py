@@ -4,13 +4,13 @@
 `neurodeploy.cli` asks the model registry which family a checkpoint is and hands non-Mamba-Spike
 checkpoints and LM bundles to the functions here, so the Mamba-Spike paths stay as they were.
 A capability the family (or this model's config) lacks is refused with
-`UnsupportedCapabilityError`, whose message says why.
+`UnsupportedCapabilityError`, whose message says why; like every `NeurodeployError` it becomes
+exit code 1 in the CLI's one error handler.
 """
 from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,52 +141,27 @@ def report_tokens(bundle_dir: str, source: str, explicit_targets: tuple[str, ...
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
 
 
-@click.command()
-@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
-@click.option("--prompt", "prompt_source", required=True,
-              help="Token ids: a text file of whitespace-separated ids, or `-` for stdin.")
-@click.option("--max-new-tokens", type=int, default=32, show_default=True)
-@click.option("--sample", "sampling", is_flag=True, help="Sample from softmax(logits / temperature) instead of greedy.")
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-k", type=int, default=None, help="With --sample: keep the k most likely ids.")
-@click.option("--seed", type=int, default=0, show_default=True, help="With --sample: the random seed.")
-@click.option("--stop-token", type=int, default=None, help="Stop after generating this id.")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True,
-              help="The step graph in onnxruntime, or the PyTorch model.")
-@click.option("--json", "as_json", is_flag=True)
-def generate(bundle_dir: str, prompt_source: str, max_new_tokens: int, sampling: bool, temperature: float,
-             top_k: int | None, seed: int, stop_token: int | None, runtime: str, as_json: bool) -> None:
-    """Generate token ids from a token-model BUNDLE, the state carried token by token.
-
-    \b
-    Examples:
-      neurodeploy generate lm_bundle/ --prompt prompt.txt --max-new-tokens 20
-      echo "1 5 9" | neurodeploy generate lm_bundle/ --prompt - --sample --top-k 10 --seed 3
-    """
-    from neurodeploy.bundle import BundleError
-    from neurodeploy.generation import SamplingOptions
-    from neurodeploy.generation import generate as run_generation
-    from neurodeploy.generation import read_token_ids
+def generate_tokens(bundle_dir: str, prompt_source: str, max_new_tokens: int, sampling: bool, temperature: float,
+                    top_k: int | None, seed: int, stop_token: int | None, runtime: str, as_json: bool) -> None:
+    """`neurodeploy generate`: prefill the prompt token by token, then greedy or seeded sampling."""
+    from neurodeploy.generation import SamplingOptions, generate, read_token_ids
     from neurodeploy.lm_bundle import is_lm_bundle, load_lm_bundle
 
-    try:
-        if not is_lm_bundle(bundle_dir):
-            raise UnsupportedCapabilityError("mamba-spike", "generate", "a classifier of event streams, not a token model "
-                                             f"({bundle_dir} is not a token-model bundle)")
-        bundle = load_lm_bundle(bundle_dir)
-        _require(bundle, "generate")
-        options = SamplingOptions(greedy=not sampling, temperature=temperature, top_k=top_k, seed=seed)
-        result = run_generation(bundle.token_runtime(runtime), read_token_ids(prompt_source), max_new_tokens, options,
-                                stop_token=stop_token)
-    except (NeurodeployError, BundleError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
+    if not is_lm_bundle(bundle_dir):
+        raise UnsupportedCapabilityError("mamba-spike", "generate", "a classifier of event streams, not a token model "
+                                         f"({bundle_dir} is not a token-model bundle)")
+    bundle = load_lm_bundle(bundle_dir)
+    _require(bundle, "generate")
+    options = SamplingOptions(greedy=not sampling, temperature=temperature, top_k=top_k, seed=seed)
+    result = generate(bundle.token_runtime(runtime), read_token_ids(prompt_source), max_new_tokens, options,
+                      stop_token=stop_token)
     if as_json:
         _echo_json({"runtime": runtime, **result.to_dict()})
-    else:
-        click.echo(" ".join(str(t) for t in result.generated))
-        total = sum(sum(s.values()) for s in result.spikes_per_token)
-        print(f"({len(result.generated)} tokens on {runtime}; {total / max(len(result.spikes_per_token), 1):.1f} "
-              "spikes per token)", file=sys.stderr)
+        return
+    click.echo(" ".join(str(t) for t in result.generated))
+    total = sum(sum(s.values()) for s in result.spikes_per_token)
+    click.echo(f"({len(result.generated)} tokens on {runtime}; {total / max(len(result.spikes_per_token), 1):.1f} "
+               "spikes per token)", err=True)
 
 
 def checkpoint_family(checkpoint: str, family: str | None):
@@ -229,16 +204,6 @@ def explicit_option(name: str) -> bool:
     from click.core import ParameterSource
 
     return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
-
-
-def guard(fn, *args):
-    """Run a command body; every refusal or bad input becomes exit 1 with its message."""
-    from neurodeploy.bundle import BundleError
-
-    try:
-        return fn(*args)
-    except (NeurodeployError, BundleError, ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
 
 
 def verify_tokens(bundle_dir: str, source: str | None, steps: int) -> dict:

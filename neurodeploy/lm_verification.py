@@ -26,11 +26,11 @@ STATE_TOLERANCE = 1e-5
 
 def _tokens(bundle: LMBundle, source: str | None, length: int, batch: int, seed: int = 0) -> tuple[np.ndarray, str]:
     if source is not None:
-        from neurodeploy.generation import read_token_ids
+        from neurodeploy.generation import TokenSourceError, read_token_ids
 
         ids = read_token_ids(source)[:length]
         if not ids:
-            raise ValueError(f"{source}: no token ids read")
+            raise TokenSourceError(f"{source}: no token ids read; a token source holds whitespace-separated integer ids")
         return np.array([ids], dtype=np.int64), f"{len(ids)} tokens of {source}"
     gen = np.random.default_rng(seed)
     return gen.integers(0, bundle.config.vocab_size, (batch, length)), f"{batch} x {length} seeded random tokens"

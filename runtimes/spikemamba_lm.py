@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from neurodeploy.exporters.onnx_spikemamba import feeds_to_state, state_names, state_to_feeds
-from neurodeploy.model.spikemamba_lm.model import SpikeMambaLM
+from neurodeploy.model.spikemamba_lm.model import SpikeMambaLM, check_token_ids
 
 State = dict[str, np.ndarray]
 
@@ -56,9 +56,8 @@ class TokenRuntime(ABC):
 
 
 def check_ids(tokens: np.ndarray, vocab_size: int) -> None:
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
-        bad = int(tokens.min()) if tokens.min() < 0 else int(tokens.max())
-        raise ValueError(f"token id {bad} outside the model's vocabulary [0, {vocab_size})")
+    if tokens.size:
+        check_token_ids(tokens, vocab_size)
 
 
 class TorchTokenRuntime(TokenRuntime):

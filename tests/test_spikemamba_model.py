@@ -223,5 +223,5 @@ def test_refused_configs():
 
 def test_token_ids_outside_the_vocabulary_are_refused():
     model = firing_model(make_config(), seed=0)
-    with pytest.raises(ValueError, match="outside the vocabulary"), warnings.catch_warnings():
+    with pytest.raises(NeurodeployError, match="outside the model.s vocabulary"), warnings.catch_warnings():
         model(torch.tensor([[1, 37]]))

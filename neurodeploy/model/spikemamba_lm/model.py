@@ -27,13 +27,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurodeploy.errors import UnsupportedCapabilityError
+from neurodeploy.errors import NeurodeployError, UnsupportedCapabilityError
 from neurodeploy.model.mamba import Mamba, MambaState
 from neurodeploy.model.spikemamba_lm.config import SpikeMambaLMConfig
 from neurodeploy.model.spikemamba_lm.neuron import (GateParameters, GateState, gate_initial_state, gate_sequence,
                                                     gate_step)
 
 FAMILY_NAME = "spikemamba-lm"
+
+
+class TokenIdError(NeurodeployError, ValueError):
+    """Token ids that are not integers inside the vocabulary."""
+
+
+def check_token_ids(tokens, vocab_size: int) -> None:
+    """Refuse ids outside [0, vocab_size) (numpy arrays or tensors), naming the first bad one."""
+    if len(tokens.shape) and tokens.shape[0] == 0:
+        return
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        raise TokenIdError(f"token id {low if low < 0 else high} outside the model's vocabulary [0, {vocab_size})")
 
 
 class LayerState(NamedTuple):
@@ -161,10 +174,9 @@ class SpikeMambaLM(nn.Module):
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"token ids must be integers, got {tokens.dtype}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.config.vocab_size):
-            bad = int(tokens.min()) if int(tokens.min()) < 0 else int(tokens.max())
-            raise ValueError(f"token id {bad} outside the vocabulary [0, {self.config.vocab_size})")
+            raise TokenIdError(f"token ids must be integers, got {tokens.dtype}")
+        if tokens.numel():
+            check_token_ids(tokens, self.config.vocab_size)
 
     def forward(self, tokens: torch.Tensor, state: LMState | None = None) -> LMOutput:
         """tokens `(B, L)` -> logits `(B, L, V)`, the state after the last token, every gate's spikes.
