@@ -148,8 +148,14 @@ def generate_tokens(bundle_dir: str, prompt_source: str, max_new_tokens: int, sa
     from neurodeploy.lm_bundle import is_lm_bundle, load_lm_bundle
 
     if not is_lm_bundle(bundle_dir):
-        raise UnsupportedCapabilityError("mamba-spike", "generate", "a classifier of event streams, not a token model "
-                                         f"({bundle_dir} is not a token-model bundle)")
+        from neurodeploy.bundle import load_bundle
+        from neurodeploy.model.registry import get_family
+
+        event_bundle = load_bundle(bundle_dir)  # not a bundle at all: its own error, naming the manifest
+        family = get_family("mamba-spike")
+        capability = family.capabilities(event_bundle.config)["generate"]
+        if not capability.supported:
+            raise UnsupportedCapabilityError(family.name, "generate", capability.reason)
     bundle = load_lm_bundle(bundle_dir)
     _require(bundle, "generate")
     options = SamplingOptions(greedy=not sampling, temperature=temperature, top_k=top_k, seed=seed)

@@ -237,3 +237,18 @@ def test_cli_verify_bench_inspect_on_an_lm_bundle(upstream, tmp_path):
     assert bench.exit_code == 0 and json.loads(bench.output)["onnxruntime_per_token_us"]["p50"] > 0
     inspected = runner.invoke(main, ["inspect", str(tmp_path / "lm"), "--json"])
     assert inspected.exit_code == 0 and json.loads(inspected.output)["family"] == "spikemamba-lm"
+
+
+@pytest.mark.slow
+def test_generate_is_refused_for_an_event_model_bundle(tmp_path):
+    from pathlib import Path
+
+    import neurodeploy
+
+    asset = Path(neurodeploy.__file__).parent / "assets" / "mamba_spike_synthetic.safetensors"
+    runner = CliRunner()
+    exported = runner.invoke(main, ["export", str(asset), "-o", str(tmp_path / "ms"), "--artifacts", "onnx"])
+    assert exported.exit_code == 0, exported.output
+    (tmp_path / "t.txt").write_text("1 2")
+    result = runner.invoke(main, ["generate", str(tmp_path / "ms"), "--prompt", str(tmp_path / "t.txt")])
+    assert result.exit_code == 1 and "mamba-spike: generate is not supported" in result.output
