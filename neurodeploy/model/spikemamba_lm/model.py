@@ -1,4 +1,5 @@
-"""SpikeMamba LM in PyTorch: offline forward and per-token `step` with explicit state (FAMILIES.md §1).
+"""SpikeMamba LM in PyTorch: offline forward and per-token `step` with explicit state (FAMILIES.md §1,
+docs/spikemamba_lm.md).
 
     x = embedding(tokens)
     per layer:  x = x + pool(S(rmsnorm(x)))
