@@ -467,9 +467,10 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     from neurodeploy.report import build_report, load_devices, write_report
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
 
-    if is_lm_bundle(bundle_dir):  # a token model: EVENTS is token ids; every host device is costed
+    if is_lm_bundle(bundle_dir):  # a token model: EVENTS is token ids; host devices are costed
         explicit = targets if cli_lm.explicit_option("targets") or compare_all else ()
-        return cli_lm.report_tokens(bundle_dir, events, explicit, devices_file, out_dir, as_json)
+        host_given = host if cli_lm.explicit_option("host") else None  # else every host device
+        return cli_lm.report_tokens(bundle_dir, events, explicit, host_given, devices_file, out_dir, as_json)
     bundle = load_bundle(bundle_dir)
     if compare_all:
         table = load_devices(devices_file)

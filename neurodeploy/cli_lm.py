@@ -78,11 +78,29 @@ def _require(bundle, capability: str) -> None:
         raise UnsupportedCapabilityError(family.name, capability, cap.reason)
 
 
+# options of the event-model commands that mean nothing for a token model: refused when given
+EVENT_OPTIONS = {
+    "run": ("frontend", "labels", "window_us", "follow", "realtime", "replay_factor", "overflow", "queue_packets",
+            "sensor_size", "event_format", "idle_timeout"),
+    "report": ("frontend", "window_us", "max_samples"),
+}
+
+
+def refuse_event_options(command: str) -> None:
+    given = [name for name in EVENT_OPTIONS[command] if explicit_option(name)]
+    if given:
+        flags = ", ".join("--" + ("format" if n == "event_format" else "queue" if n == "queue_packets" else
+                                  n.replace("_", "-")) for n in given)
+        raise NeurodeployError(f"{flags}: event-stream option(s) of `{command}`; a token-model bundle reads token ids "
+                               "and has no front-end. Remove them")
+
+
 def run_tokens(bundle_dir: str, source: str, runtime: str, as_json: bool) -> None:
     """`neurodeploy run LM_BUNDLE TOKENS`: stream ids one at a time, print each step."""
     from neurodeploy.generation import open_token_source, stream_tokens
     from neurodeploy.lm_bundle import load_lm_bundle
 
+    refuse_event_options("run")
     bundle = load_lm_bundle(bundle_dir)
     _require(bundle, "stream")
     results = []
@@ -111,8 +129,8 @@ def run_tokens(bundle_dir: str, source: str, runtime: str, as_json: bool) -> Non
         click.echo(f"  {name}: {summary['spikes_per_token'][name]:.2f} spikes/token, firing rate {rate:.4f}")
 
 
-def report_tokens(bundle_dir: str, source: str, explicit_targets: tuple[str, ...], devices_file: str | None,
-                  out_dir: str, as_json: bool) -> None:
+def report_tokens(bundle_dir: str, source: str, explicit_targets: tuple[str, ...], host: str | None,
+                  devices_file: str | None, out_dir: str, as_json: bool) -> None:
     import torch
 
     from neurodeploy.generation import read_token_ids
@@ -120,6 +138,7 @@ def report_tokens(bundle_dir: str, source: str, explicit_targets: tuple[str, ...
     from neurodeploy.report.devices import load_devices
     from neurodeploy.report.spikemamba import build_lm_report, write_lm_report
 
+    refuse_event_options("report")
     bundle = load_lm_bundle(bundle_dir)
     _require(bundle, "report")
     if explicit_targets:
@@ -131,7 +150,7 @@ def report_tokens(bundle_dir: str, source: str, explicit_targets: tuple[str, ...
     if not ids:
         raise NeurodeployError(f"{source}: no token ids read")
     table = load_devices(devices_file)
-    hosts = tuple(sorted(k for k, d in table.devices.items() if d.kind == "host"))
+    hosts = (host,) if host else tuple(sorted(k for k, d in table.devices.items() if d.kind == "host"))
     report = build_lm_report(bundle.model(), torch.tensor([ids], dtype=torch.int64), hosts=hosts, devices_file=devices_file)
     paths = write_lm_report(report, out_dir)
     if as_json:

@@ -190,9 +190,17 @@ def test_cli_info_export_run_report_generate(upstream, tmp_path):
     assert per_token["onnxruntime"] == per_token["torch"] and len(per_token["torch"]) == 5
     stdin = runner.invoke(main, ["run", str(out), "-"], input="3 17 x\n")
     assert stdin.exit_code == 1 and "line 1, column 6" in stdin.output
+    event_option = runner.invoke(main, ["run", str(out), str(tokens), "--window-us", "1000"])
+    assert event_option.exit_code == 1 and "--window-us" in event_option.output
     report = runner.invoke(main, ["report", str(out), str(tokens), "-o", str(tmp_path / "rep"), "--json"])
     assert report.exit_code == 0, report.output
-    assert sum(g["spikes"] for g in json.loads(report.output)["report"]["gates"]) > 0
+    payload = json.loads(report.output)["report"]
+    assert sum(g["spikes"] for g in payload["gates"]) > 0
+    assert {e["device"] for e in payload["energy"]} == {"cpu", "gpu", "arm", "cmos45nm"}
+    one_host = runner.invoke(main, ["report", str(out), str(tokens), "--host", "arm", "-o", str(tmp_path / "r"), "--json"])
+    assert [e["device"] for e in json.loads(one_host.output)["report"]["energy"]] == ["arm"]
+    chip = runner.invoke(main, ["report", str(out), str(tokens), "--target", "loihi", "-o", str(tmp_path / "r")])
+    assert chip.exit_code == 1 and "report --target is not supported" in chip.output
     generated = {kind: runner.invoke(main, ["generate", str(out), "--prompt", "-", "--max-new-tokens", "8",
                                             "--runtime", kind, "--json"], input="3 17 42")
                  for kind in ("onnxruntime", "torch")}
