@@ -22,7 +22,6 @@ onnxruntime (logits, spikes, states), like the Mamba-Spike backbone exporter.
 """
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -414,11 +413,3 @@ def _max_abs(a, b) -> float:
     diff = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
     return float(diff.max()) if diff.size else 0.0
 
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
-
-
-def config_of(path: str | Path) -> dict:
-    return json.loads(read_metadata(path)["neurodeploy.model_config"])

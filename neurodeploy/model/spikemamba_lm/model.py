@@ -25,7 +25,6 @@ import warnings
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from neurodeploy.errors import NeurodeployError, UnsupportedCapabilityError
