@@ -1,4 +1,4 @@
-"""Bit-exact numpy model of a netx front-end on Loihi fixed point (REFERENCE.md §3).
+"""Bit-exact numpy model of a netx front-end on Loihi fixed point (docs/lava.md).
 
 It reads the same netx file `lava.lib.dl.netx.hdf5.Network` loads and computes, per layer
 and time step, exactly what Lava's `Conv` (fixed_pt) and `PyLifModelBitAcc` compute:
