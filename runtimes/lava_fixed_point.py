@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurodeploy.runtimes.lava_layers import LavaMappingError
+
 STATE_LIMIT = 2 ** 23  # 24-bit signed state
 SHIFT = 6
 DECAY_SHIFT = 12
@@ -76,7 +78,7 @@ def read_netx_layers(path: str | Path) -> tuple[tuple[FixedPointLayer, ...], dic
             if kind == "input":
                 continue
             if kind != "conv":
-                raise ValueError(f"{path}: layer {index} has type {kind!r}; the fixed-point model runs conv layers only")
+                raise LavaMappingError(f"{path}: layer {index} has type {kind!r}; the fixed-point model runs conv layers only")
             neuron = group["neuron"]
             k = len(layers)
             layers.append(FixedPointLayer(
