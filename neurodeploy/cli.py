@@ -305,13 +305,9 @@ def targets(path: str, targets: tuple[str, ...], limits_file: str | None, as_jso
       neurodeploy targets bundle/
       neurodeploy targets bundle/ --target speck --json
     """
-    from neurodeploy.errors import NeurodeployError
     from neurodeploy.targets import targets_report
 
-    try:
-        payload = targets_report(path, targets, limits_file=limits_file)
-    except NeurodeployError as err:
-        raise _fail(err) from None
+    payload = targets_report(path, targets, limits_file=limits_file)
     if as_json:
         _echo_json(payload)
         return

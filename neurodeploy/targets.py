@@ -16,7 +16,8 @@ import torch
 
 from neurodeploy.bundle import load_bundle
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.exporters.nir import read_frontend, synthetic_event_sample
+from neurodeploy.exporters.nir import synthetic_event_sample
+from neurodeploy.formats.nir_frontend import read_frontend
 from neurodeploy.hardware.fit import check_targets, load_limits
 from neurodeploy.hardware.layers import spiking_layers
 from neurodeploy.hardware.speck import SpeckModelError, run_speck_model

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from neurodeploy.cli import main
-from neurodeploy.exporters.nir import export_frontend, write_frontend
+from neurodeploy.exporters.nir import export_frontend
+from neurodeploy.formats.nir_frontend import write_frontend
 from neurodeploy.hardware.fit import check_targets, fold, folded_bias, folded_weight, quantisation_error
 from neurodeploy.hardware.layers import spiking_layers
 from neurodeploy.hardware.speck import SpeckModelError, run_speck_model
