@@ -285,6 +285,61 @@ def inspect(path: str, as_json: bool) -> None:
     _print_tree(payload)
 
 
+@main.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--target", "targets", multiple=True, help="Check only this target (repeatable): loihi, loihi2, speck, "
+              "xylo, spinnaker2, host. Default: all.")
+@click.option("--limits", "limits_file", type=click.Path(exists=True, dir_okay=False),
+              help="Your own limits file (the format of neurodeploy/hardware/limits.json).")
+@click.option("--json", "as_json", is_flag=True)
+def targets(path: str, targets: tuple[str, ...], limits_file: str | None, as_json: bool) -> None:
+    """Which chips the spiking front-end of PATH (a bundle or a .nir file) fits, layer by layer.
+
+    For each target: fits or not, per layer, with the reason (neuron model, pooling, kernel,
+    stride, channels, neuron / synapse / kernel memory against the chip's published limits,
+    weight precision, input encoding) and what to change. For integrate-and-fire front-ends
+    the Speck 8-bit software model runs (sinabs) and reports spike agreement per layer.
+
+    \b
+    Examples:
+      neurodeploy targets bundle/
+      neurodeploy targets bundle/ --target speck --json
+    """
+    from neurodeploy.targets import targets_report
+
+    payload = targets_report(path, targets, limits_file=limits_file)
+    if as_json:
+        _echo_json(payload)
+        return
+    click.echo(f"{path}: limits table {payload['limits_version']}")
+    for verdict in payload["targets"]:
+        cores = verdict["figures"].get("cores_used")
+        where = f" on {cores} of {verdict['figures']['cores']} cores" if cores is not None and "cores" in verdict["figures"] else ""
+        word = ("fits" + where) if verdict["fits"] else (
+            f"does not fit as is (geometry and memory fit{where}; change what is listed)" if verdict["memory_fits"] else "does not fit")
+        click.echo(f"\n{verdict['name']} [{verdict['target']}]: {word}  ({verdict['path']})")
+        for reason in verdict["reasons"]:
+            click.echo(f"  - {reason}")
+        for layer in verdict["layers"]:
+            click.echo(f"  {layer['layer']}: {'ok' if layer['fits'] else 'no'}")
+            for reason in layer["reasons"]:
+                click.echo(f"    - {reason}")
+            for note in layer["notes"]:
+                click.echo(f"    . {note}")
+        for change in verdict["changes"]:
+            click.echo(f"  to fit: {change}")
+    speck = payload.get("speck_software")
+    if speck:
+        if not speck["ran"]:
+            click.echo(f"\nSpeck software model: not run: {speck['reason']}")
+        else:
+            click.echo(f"\nSpeck software model (sinabs, 8-bit) on {speck['data']}: spike agreement with the float front-end")
+            for a in speck["layers"]:
+                loud = "  SILENT" if a["silent"] else ""
+                click.echo(f"  {a['layer']}: float {a['float_agreement']:.2%}, 8-bit {a['quantised_agreement']:.2%} "
+                           f"(spikes {a['reference_spikes']:,} -> {a['quantised_spikes']:,}, floor {a['membrane_floor']:.3g}){loud}")
+
+
 def _print_tree(payload: dict, indent: int = 0) -> None:
     for key, value in payload.items():
         if isinstance(value, dict):
