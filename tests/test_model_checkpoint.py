@@ -1,4 +1,4 @@
-"""Checkpoints: reference v1/v2 layouts (built here from the reference's key table, docs/mamba-spike-model.md), own format, bad files."""
+"""Checkpoints: reference v1/v2 layouts (built here from the reference's key table, docs/mamba_spike_model.md), own format, bad files."""
 import argparse
 import json
 import os
