@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurodeploy.errors import MissingFileError
+from neurodeploy.runtimes.contract import FrontendRuntime
 from neurodeploy.runtimes.lava_layers import LavaMappingError
 
 STATE_LIMIT = 2 ** 23  # 24-bit signed state
@@ -66,7 +68,7 @@ def read_netx_layers(path: str | Path) -> tuple[tuple[FixedPointLayer, ...], dic
     """The conv blocks of a netx file written by `neurodeploy.exporters.netx`, and its attributes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"netx file {path} does not exist; write it with neurodeploy.exporters.netx.export_netx")
+        raise MissingFileError(f"netx file {path} does not exist; write it with neurodeploy.exporters.netx.export_netx")
     layers = []
     with h5py.File(path, "r") as f:
         attrs = {key: (value.decode() if isinstance(value, bytes) else value) for key, value in f.attrs.items()}
@@ -98,31 +100,34 @@ def _decay(state: np.ndarray, decay: int) -> np.ndarray:
     return np.sign(product) * (np.abs(product) >> DECAY_SHIFT)
 
 
-class FixedPointFrontend:
-    """Steps a netx front-end in Loihi's integer arithmetic, one sample at a time."""
+class FixedPointFrontend(FrontendRuntime):
+    """FrontendRuntime stepping a netx front-end in Loihi's integer arithmetic (no pipeline delay:
+    step t is torch's step t, unlike Lava itself). Frames are integer event counts `(B, C, H, W)`;
+    spikes come back as float 0/1 tensors. `stats` counts the wraps and clips since `reset`."""
 
     def __init__(self, layers: tuple[FixedPointLayer, ...]):
         self.layers = layers
+        self.layer_names = tuple(layer.name for layer in layers)
+        self.output_shape = tuple(layers[-1].output_shape)
         self._weights = [torch.from_numpy(layer.weight.astype(np.float64)) for layer in layers]
-        self.stats = FixedPointStats()
-        self.reset()
+        self.reset(1)
 
     @classmethod
     def from_netx(cls, path: str | Path) -> FixedPointFrontend:
         layers, _ = read_netx_layers(path)
         return cls(layers)
 
-    def reset(self) -> None:
-        self.u = [np.zeros(layer.output_shape, np.int64) for layer in self.layers]
-        self.v = [np.zeros(layer.output_shape, np.int64) for layer in self.layers]
+    def reset(self, batch: int) -> None:
+        self.u = [np.zeros((batch, *layer.output_shape), np.int64) for layer in self.layers]
+        self.v = [np.zeros((batch, *layer.output_shape), np.int64) for layer in self.layers]
         self.stats = FixedPointStats(*({layer.name: 0 for layer in self.layers} for _ in range(3)))
+        self._start_sample(batch)
 
-    def step(self, frame: np.ndarray) -> list[np.ndarray]:
-        """frame (C, H, W) integer counts -> spikes (0/1 int) of every layer, (C, H, W) each."""
-        x = torch.from_numpy(np.asarray(frame, dtype=np.float64))[None]
-        out = []
+    def step(self, frame: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.asarray(frame, dtype=np.float64))
+        spikes_per_layer = {}
         for k, layer in enumerate(self.layers):
-            a = F.conv2d(x, self._weights[k], stride=layer.stride, padding=layer.padding)[0].numpy().astype(np.int64)
+            a = F.conv2d(x, self._weights[k], stride=layer.stride, padding=layer.padding).numpy().astype(np.int64)
             # Conv's fixed model clamps its output to 24 signed bits by wrapping
             wrapped = (a + STATE_LIMIT) % (2 * STATE_LIMIT) - STATE_LIMIT
             self.stats.conv_wraps[layer.name] += int(np.count_nonzero(wrapped != a))
@@ -131,22 +136,17 @@ class FixedPointFrontend:
             u_wrapped = np.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, u)
             u_wrapped = np.where(u_wrapped <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u_wrapped)
             self.stats.current_wraps[layer.name] += int(np.count_nonzero(u_wrapped != u))
-            bias = 0 if layer.bias is None else (layer.bias[:, None, None] << SHIFT)
+            bias = 0 if layer.bias is None else (layer.bias[None, :, None, None] << SHIFT)
             v = _decay(self.v[k], layer.v_decay) + u_wrapped + bias
             v_clipped = np.clip(v, -STATE_LIMIT + 1, STATE_LIMIT - 1)
             self.stats.membrane_clips[layer.name] += int(np.count_nonzero(v_clipped != v))
             spikes = v_clipped > (layer.v_threshold << SHIFT)
             self.u[k] = u_wrapped
             self.v[k] = np.where(spikes, 0, v_clipped)
-            out.append(spikes.astype(np.int64))
-            x = torch.from_numpy(spikes.astype(np.float64))[None]
-        return out
-
-    def run(self, frames: np.ndarray) -> list[np.ndarray]:
-        """frames (T, C, H, W) -> spikes per layer (T, C, H, W), from a fresh state."""
-        self.reset()
-        steps = [self.step(frame) for frame in np.asarray(frames)]
-        return [np.stack([s[k] for s in steps]) for k in range(len(self.layers))]
+            x = torch.from_numpy(spikes.astype(np.float64))
+            spikes_per_layer[layer.name] = x.float()
+        self._record_spikes(spikes_per_layer)
+        return spikes_per_layer[self.layer_names[-1]]
 
 
 __all__ = ["FixedPointFrontend", "FixedPointLayer", "FixedPointStats", "read_netx_layers"]
