@@ -291,7 +291,7 @@ def inspect(path: str, as_json: bool) -> None:
               "xylo, spinnaker2, host. Default: all.")
 @click.option("--limits", "limits_file", type=click.Path(exists=True, dir_okay=False),
               help="Your own limits file (the format of neurodeploy/hardware/limits.json).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def targets(path: str, targets: tuple[str, ...], limits_file: str | None, as_json: bool) -> None:
     """Which chips the spiking front-end of PATH (a bundle or a .nir file) fits, layer by layer.
 

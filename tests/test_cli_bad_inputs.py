@@ -70,6 +70,7 @@ CASES = [
     ("inspect/missing", "inspect {missing}", "{missing}"),
     ("verify/missing events", "verify {bundle} {missing}", "{missing}"),
     ("bench/missing bundle", "bench {missing}", "{missing}"),
+    ("targets/missing", "targets {missing}", "{missing}"),
     ("report/missing events", "report {bundle} {missing} -o {dir}/r", "{missing}"),
     # a folder where a file is expected, a file where a folder is expected
     ("info/folder", "info {folder}", "{folder}"),
@@ -84,6 +85,8 @@ CASES = [
     ("run/text file as events", "run {bundle} {text}", "{text}"),
     ("inspect/text file", "inspect {text}", "{text}"),
     ("inspect/garbage .onnx", "inspect {garbage_onnx}", "{garbage_onnx}"),
+    ("targets/text file", "targets {text}", "{text}"),
+    ("targets/events as a graph", "targets {events}", "{events}"),
     ("verify/text file as events", "verify {bundle} {text}", "{text}"),
     # corrupt bundle
     ("run/tampered bundle", "run {tampered} {events}", "backbone_step.onnx"),
@@ -91,6 +94,7 @@ CASES = [
     ("verify/tampered bundle", "verify {tampered}", "backbone_step.onnx"),
     ("bench/broken manifest", "bench {broken}", "manifest.json"),
     ("inspect/broken manifest", "inspect {broken}", "manifest.json"),
+    ("targets/broken manifest", "targets {broken}", "manifest.json"),
     ("report/tampered bundle", "report {tampered} {events} -o {dir}/r", "backbone_step.onnx"),
     # truncated recording
     ("run/truncated", "run {bundle} {truncated}", "{truncated}"),
