@@ -34,7 +34,7 @@ def selective_scan(
     B: torch.Tensor,
     C: torch.Tensor,
     D: torch.Tensor,
-    z: torch.Tensor,
+    z: torch.Tensor | None,
     delta_bias: torch.Tensor,
     h0: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +42,8 @@ def selective_scan(
 
     `delta` is the pre-softplus projection (dt_proj.weight @ dt); `delta_bias` is dt_proj.bias,
     as in the official kernel's signature. Returns `y (B, L, d_inner)` (already gated by
-    silu(z)) and `h_last (B, d_inner, d_state)`. The exponentials and input terms of every step
+    silu(z); ungated when `z` is None, for blocks that normalise before the gate) and
+    `h_last (B, d_inner, d_state)`. The exponentials and input terms of every step
     are computed in one vectorised call; only the first-order recurrence steps through time.
     """
     delta = F.softplus(delta + delta_bias)
@@ -56,7 +57,7 @@ def selective_scan(
         states.append(h)
     hs = torch.stack(states, dim=1)  # (B, L, d_inner, d_state)
     y = torch.einsum("bldn,bln->bld", hs, C) + u * D
-    return y * F.silu(z), h
+    return (y if z is None else y * F.silu(z)), h
 
 
 def selective_state_update(
@@ -67,16 +68,17 @@ def selective_state_update(
     B: torch.Tensor,
     C: torch.Tensor,
     D: torch.Tensor,
-    z: torch.Tensor,
+    z: torch.Tensor | None,
     delta_bias: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the scan: u, delta, z `(B, d_inner)`; B, C `(B, d_state)`. Returns `(y, ssm_state)`."""
+    """One step of the scan: u, delta, z `(B, d_inner)`; B, C `(B, d_state)`. Returns `(y, ssm_state)`
+    (y ungated when `z` is None)."""
     delta = F.softplus(delta + delta_bias)
     dA = torch.exp(delta.unsqueeze(-1) * A)
     dBu = (delta * u).unsqueeze(-1) * B.unsqueeze(1)
     ssm_state = ssm_state * dA + dBu
     y = torch.einsum("bdn,bn->bd", ssm_state, C) + u * D
-    return y * F.silu(z), ssm_state
+    return (y if z is None else y * F.silu(z)), ssm_state
 
 
 class Mamba(nn.Module):
