@@ -202,18 +202,24 @@ def _array(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32, copy=True)
 
 
-def _lif_node(config: MambaSpikeConfig, shape: tuple[int, ...], dt_s: float) -> nir.NIRNode:
-    metadata = {"dt": dt_s, "beta": float(config.beta), "reset": config.reset,
-                "reset_timing": config.reset_timing, "compare": "greater"}
-    threshold = np.full(shape, config.threshold, dtype=np.float32)
-    if config.beta == 1.0:
+def lif_node(shape: tuple[int, ...], dt_s: float, *, beta: float, threshold: float, reset: str,
+             reset_timing: str) -> nir.NIRNode:
+    """The toolkit's discrete LIF as a NIR node (LIF, or IF for beta = 1) with its metadata."""
+    metadata = {"dt": dt_s, "beta": float(beta), "reset": reset, "reset_timing": reset_timing, "compare": "greater"}
+    thresholds = np.full(shape, threshold, dtype=np.float32)
+    if beta == 1.0:
         # no leak: NIR's IF (dv/dt = R I) with R = 1/dt integrates I once per step
-        return nir.IF(r=np.full(shape, 1.0 / dt_s, dtype=np.float32), v_threshold=threshold,
+        return nir.IF(r=np.full(shape, 1.0 / dt_s, dtype=np.float32), v_threshold=thresholds,
                       v_reset=np.zeros(shape, np.float32), metadata=metadata)
-    tau = dt_s / (1.0 - config.beta)
+    tau = dt_s / (1.0 - beta)
     return nir.LIF(tau=np.full(shape, tau, dtype=np.float32), r=np.full(shape, tau / dt_s, dtype=np.float32),
-                   v_leak=np.zeros(shape, np.float32), v_threshold=threshold,
+                   v_leak=np.zeros(shape, np.float32), v_threshold=thresholds,
                    v_reset=np.zeros(shape, np.float32), metadata=metadata)
+
+
+def _lif_node(config: MambaSpikeConfig, shape: tuple[int, ...], dt_s: float) -> nir.NIRNode:
+    return lif_node(shape, dt_s, beta=config.beta, threshold=config.threshold, reset=config.reset,
+                    reset_timing=config.reset_timing)
 
 
 def _conv_node(conv: torch.nn.Conv2d, input_shape: tuple[int, int], **metadata) -> nir.Conv2d:
