@@ -26,6 +26,9 @@ from neurodeploy.errors import NeurodeployError
 from neurodeploy.model.liquid.config import LiquidConfig, LiquidConfigError, ignored_field_notes
 from neurodeploy.model.liquid.model import MambaLiquidSpiking
 
+FORMAT_NAME = "neurodeploy.liquid"
+META_FORMAT = "neurodeploy.format"
+META_CONFIG = "neurodeploy.config"
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 _DEAD = ("hidden_to_liquid.", "mamba_to_spike.", "bidirectional_exchange.")
 _CFC_LAYER = re.compile(r"^blocks\.0\.liquid_cell\.cell\.rnn_cell\.layer_(\d+)\.")
@@ -208,6 +211,16 @@ def _refuse_lazy_missing(path: Path, missing: list[str]) -> None:
             "trained model had fresh random projections. Save model.state_dict() after one forward call")
     raise LiquidCheckpointError(f"{path}: missing keys {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}; "
                                 "not a complete MambaLiquidSpikingNetwork state_dict for this config")
+
+
+def save_checkpoint(model: MambaLiquidSpiking, path: str | Path) -> Path:
+    """The model as one safetensors file, its LiquidConfig in the metadata (what a bundle ships)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={META_FORMAT: FORMAT_NAME, META_CONFIG: model.config.to_json()})
+    return path
 
 
 def load_state_dict(path: str | Path, state_dict: Mapping[str, torch.Tensor], config: Any = None

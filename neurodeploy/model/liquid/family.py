@@ -1,11 +1,12 @@
 """Mamba-Liquid-Spiking as a `ModelFamily`: detection, loading and capabilities per config."""
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from neurodeploy.model.family import Capability, LoadedModel, ModelFamily, RawCheckpoint
 from neurodeploy.model.liquid.checkpoint import claims as _claims
-from neurodeploy.model.liquid.checkpoint import load_state_dict
+from neurodeploy.model.liquid.checkpoint import FORMAT_NAME, META_CONFIG, META_FORMAT, load_state_dict
 from neurodeploy.model.liquid.config import LiquidConfig
 from neurodeploy.model.liquid.model import STREAM_REFUSAL
 
@@ -17,8 +18,14 @@ def claims(raw: RawCheckpoint) -> bool:
 
 
 def load(raw: RawCheckpoint, config: Any = None) -> LoadedModel:
+    own = raw.metadata.get(META_FORMAT) == FORMAT_NAME
+    if config is None and own:
+        config = json.loads(raw.metadata[META_CONFIG])
     model, cfg, notes = load_state_dict(raw.path, raw.state_dict, config)
-    source = "state_dict + ModelConfig JSON" if config is not None else "state_dict (config inferred from the weights)"
+    if own:
+        source = "neurodeploy safetensors"
+    else:
+        source = "state_dict + ModelConfig JSON" if config is not None else "state_dict (config inferred from the weights)"
     return LoadedModel(FAMILY, model, cfg, source, notes)
 
 
