@@ -77,7 +77,9 @@ def test_non_causal_modes_refuse_streaming(checkpoints, mode):
             loaded.require(capability)
     with pytest.raises(UnsupportedCapabilityError, match="not causal"):
         loaded.model.step(_ids(1, 1)[:, 0], loaded.model.initial_state(1))
-    assert load_model(*checkpoints[("sequential", "ncp")]).capability("stream").supported
+    sequential = load_model(*checkpoints[("sequential", "ncp")])
+    assert sequential.capability("stream").supported and sequential.capability("onnx_step").supported
+    assert not sequential.capability("netx").supported
 
 
 def test_detected_and_notes(checkpoints):

@@ -31,17 +31,16 @@ def load(raw: RawCheckpoint, config: Any = None) -> LoadedModel:
 
 def capabilities(config: LiquidConfig) -> Mapping[str, Capability]:
     causal = config.integration_mode == "sequential"
-    stream = Capability.yes("torch step with explicit state per block") if causal else \
-        Capability.no(STREAM_REFUSAL.format(mode=config.integration_mode))
+    refusal = Capability.no(STREAM_REFUSAL.format(mode=config.integration_mode))
     return {
         "nir": Capability.yes("the spike encoder of every block (Affine -> LIF -> Affine -> LIF)"),
         "netx": Capability.no("the encoders' snnTorch Leaky resets by subtraction one step late; Lava's LIF resets "
                               "to zero in the spiking step"),
         "onnx_full": Capability.yes("per block: everything but the spike encoder, run interleaved with the NIR encoders"),
-        "onnx_step": Capability.no("no ONNX step graph for this family; stream sequential models with the torch "
-                                   "step (`MambaLiquidSpiking.step`)" if causal else
-                                   STREAM_REFUSAL.format(mode=config.integration_mode)),
-        "stream": stream,
+        "onnx_step": Capability.yes("block_{i}_step.onnx: one token, CfC h and Mamba conv/ssm states in and out")
+        if causal else refusal,
+        "stream": Capability.yes("token by token with explicit state: LIF membranes, CfC h, Mamba conv/ssm states")
+        if causal else refusal,
         "generate": Capability.no("token generation is not implemented for this family; `step` gives the logits of "
                                   "each next token"),
         "report": Capability.yes("encoders on a neuromorphic target, the rest on the host"),

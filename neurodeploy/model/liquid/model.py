@@ -85,19 +85,27 @@ class SpikeEncoder(nn.Module):
         return EncoderState(lif_initial_state((batch, self.fc1.out_features), dtype=dtype, device=device),
                             lif_initial_state((batch, self.fc2.out_features), dtype=dtype, device=device))
 
+    def _constants(self) -> tuple[LIFParameters, float, LIFParameters, float]:
+        return self.lif1.parameters_lif(), self.lif1.graded_factor, self.lif2.parameters_lif(), self.lif2.graded_factor
+
+    def _step(self, x_t: torch.Tensor, state: EncoderState, constants) -> tuple[torch.Tensor, torch.Tensor, EncoderState]:
+        p1, g1, p2, g2 = constants
+        s1, lif1 = lif_step(self.fc1(x_t), state.lif1, p1)
+        s1 = s1 * g1
+        s2, lif2 = lif_step(self.fc2(s1), state.lif2, p2)
+        return s1, s2 * g2, EncoderState(lif1, lif2)
+
     def step(self, x_t: torch.Tensor, state: EncoderState) -> tuple[torch.Tensor, torch.Tensor, EncoderState]:
         """x_t (B, F0) -> (layer-1 spikes (B, 2S), layer-2 spikes (B, S), state); spikes are g * {0, 1}."""
-        s1, lif1 = lif_step(self.fc1(x_t), state.lif1, self.lif1.parameters_lif())
-        s1 = s1 * self.lif1.graded_factor
-        s2, lif2 = lif_step(self.fc2(s1), state.lif2, self.lif2.parameters_lif())
-        return s1, s2 * self.lif2.graded_factor, EncoderState(lif1, lif2)
+        return self._step(x_t, state, self._constants())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, F0) -> spikes of both layers (B, T, 2S), (B, T, S); membranes start at zero."""
         state = self.initial_state(x.shape[0], dtype=x.dtype, device=x.device)
+        constants = self._constants()
         layer1, layer2 = [], []
         for t in range(x.shape[1]):
-            s1, s2, state = self.step(x[:, t], state)
+            s1, s2, state = self._step(x[:, t], state, constants)
             layer1.append(s1)
             layer2.append(s2)
         return torch.stack(layer1, 1), torch.stack(layer2, 1)
@@ -122,6 +130,23 @@ class CfCLayer(nn.Module):
         # ts = 1: sigmoid(time_a(x) * 1 + time_b(x))
         tau = torch.sigmoid(self.time_a(x) * 1.0 + self.time_b(x))
         return f1 * (1.0 - tau) + tau * f2
+
+    def sequence(self, o: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same maths over o (B, T, S): the input halves of the four layers for every step in
+        one matmul, only h @ W_h stepping through time (float rounding differs from `step` only)."""
+        inputs = o.shape[-1]
+        weights = torch.cat([self.ff1.weight * self.sparsity_mask, self.ff2.weight * self.sparsity_mask,
+                             self.time_a.weight, self.time_b.weight])  # (4U, S+U)
+        bias = torch.cat([self.ff1.bias, self.ff2.bias, self.time_a.bias, self.time_b.bias])
+        from_input = F.linear(o, weights[:, :inputs], bias)  # (B, T, 4U)
+        recurrent = weights[:, inputs:].T.contiguous()  # (U, 4U)
+        outputs = []
+        for t in range(o.shape[1]):
+            f1, f2, ta, tb = (from_input[:, t] + h @ recurrent).chunk(4, dim=-1)
+            tau = torch.sigmoid(ta + tb)
+            h = torch.tanh(f1) * (1.0 - tau) + tau * torch.tanh(f2)
+            outputs.append(h)
+        return torch.stack(outputs, 1), h
 
 
 class _WiredCfC(nn.Module):
@@ -164,11 +189,7 @@ class LiquidCell(nn.Module):
         h = h0 if h0 is not None else o.new_zeros(o.shape[0], self.units)
         if not self.stateful:
             return self.fallback(o), h
-        outputs = []
-        for t in range(o.shape[1]):
-            h = self.step(o[:, t], h)
-            outputs.append(h)
-        return torch.stack(outputs, 1), h
+        return self.cell.rnn_cell.layer_0.sequence(o, h)
 
 
 # -- liquid Mamba ----------------------------------------------------------------------------
