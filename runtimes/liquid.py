@@ -101,7 +101,9 @@ class LiquidPipeline:
     def reset(self, batch: int) -> None:
         if not self.streamable:
             raise LiquidRuntimeError("this deployment has no step graphs: only 'sequential' Mamba-Liquid-Spiking models "
-                                     "stream (the temporal adapter of parallel/bidirectional modes looks ahead)")
+                                     "step token by token (the temporal adapter of parallel/bidirectional modes looks "
+                                     "ahead); stream those in torch with a 24-token delay per block "
+                                     "(neurodeploy.model.liquid.delayed.DelayedStream)")
         self._states = []
         for encoder, block in zip(self.encoders, self.step_blocks):
             encoder.reset(batch)

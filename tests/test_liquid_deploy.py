@@ -118,7 +118,7 @@ def test_sequential_bundle_streams_and_verifies(bundles):
 def test_non_causal_bundle_has_no_step_graphs(bundles, mode):
     bundle, _ = bundles[mode]
     assert not any("step" in name for name in bundle.manifest["files"])
-    assert "centred kernel" in bundle.manifest["capabilities"]["stream"]["reason"]
+    assert "centred kernel" in bundle.manifest["capabilities"]["onnx_step"]["reason"]
     assert bundle.manifest["parity"]["ok"] and "stepped_logits_max_abs" not in bundle.manifest["parity"]
     with pytest.raises(LiquidRuntimeError, match="looks ahead"):
         bundle.pipeline().reset(1)

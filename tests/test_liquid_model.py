@@ -8,6 +8,7 @@ import torch
 
 from liquid_checkpoints import make_state_dict, upstream_config, write_checkpoint
 from neurodeploy.errors import NeurodeployError, UnsupportedCapabilityError
+from neurodeploy.model.liquid.delayed import DelayedStream
 from neurodeploy.model.registry import detect_family, load_model
 from neurodeploy.model.checkpoint_io import read_checkpoint
 from plain_liquid import plain_forward
@@ -69,17 +70,37 @@ def test_sequential_stepped_equals_full(checkpoints, backbone):
 
 
 @pytest.mark.parametrize("mode", ["parallel", "bidirectional"])
-def test_non_causal_modes_refuse_streaming(checkpoints, mode):
+def test_non_causal_modes_refuse_stepping(checkpoints, mode):
     loaded = load_model(*checkpoints[(mode, "ncp")])
-    for capability in ("stream", "onnx_step"):
-        assert not loaded.capability(capability).supported
-        with pytest.raises(UnsupportedCapabilityError, match="centred kernel"):
-            loaded.require(capability)
-    with pytest.raises(UnsupportedCapabilityError, match="not causal"):
+    assert not loaded.capability("onnx_step").supported
+    with pytest.raises(UnsupportedCapabilityError, match="centred kernel"):
+        loaded.require("onnx_step")
+    with pytest.raises(UnsupportedCapabilityError, match="not causal.*DelayedStream"):
         loaded.model.step(_ids(1, 1)[:, 0], loaded.model.initial_state(1))
+    assert "24 tokens per block" in loaded.capability("stream").reason
+    with pytest.raises(ValueError, match="sequential model is causal"):
+        DelayedStream(load_model(*checkpoints[("sequential", "ncp")]).model)
     sequential = load_model(*checkpoints[("sequential", "ncp")])
     assert sequential.capability("stream").supported and sequential.capability("onnx_step").supported
     assert not sequential.capability("netx").supported
+
+
+@pytest.mark.parametrize("mode", ["parallel", "bidirectional"])
+@pytest.mark.parametrize("steps", [1, 30, 80])
+def test_non_causal_modes_stream_with_fixed_delay(checkpoints, mode, steps):
+    model = load_model(*checkpoints[(mode, "cfc" if steps == 30 else "ncp")]).model
+    ids = _ids(2, steps, seed=steps)
+    with torch.no_grad():
+        full = model(ids)
+    stream = DelayedStream(model, batch=2)
+    assert stream.delay_tokens == 48
+    emitted = []
+    for t in range(steps):
+        emitted += stream.push(ids[:, t])
+        # below 50 tokens nothing is final; after that each block lags 24 tokens
+        assert len(emitted) == (max(0, t + 1 - 48) if t + 1 - 24 >= 50 else 0)
+    emitted += stream.flush()
+    assert (torch.stack(emitted, 1) - full).abs().max() <= 1e-4
 
 
 def test_detected_and_notes(checkpoints):

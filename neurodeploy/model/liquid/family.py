@@ -40,7 +40,10 @@ def capabilities(config: LiquidConfig) -> Mapping[str, Capability]:
         "onnx_step": Capability.yes("block_{i}_step.onnx: one token, CfC h and Mamba conv/ssm states in and out")
         if causal else refusal,
         "stream": Capability.yes("token by token with explicit state: LIF membranes, CfC h, Mamba conv/ssm states")
-        if causal else refusal,
+        if causal else Capability.yes(
+            "with a fixed delay of 24 tokens per block (DelayedStream; torch): the temporal adapter is a centred "
+            "kernel; below 50 tokens its taps depend on the length, so a stream that ends before 50 tokens gets its "
+            "logits at the end"),
         "generate": Capability.no("token generation is not implemented for this family; `step` gives the logits of "
                                   "each next token"),
         "report": Capability.yes("encoders on a neuromorphic target, the rest on the host"),

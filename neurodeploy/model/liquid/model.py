@@ -22,7 +22,8 @@ by the encoder, as upstream does, in `forward`; `step` streams with full-sequenc
 Streaming (`sequential` only, `initial_state` / `step`): per block the two Leaky states
 (membrane and last 0/1 spikes, the delayed reset), the CfC hidden state and the Mamba
 conv/ssm states; nothing else carries over. `parallel` / `bidirectional` are not causal:
-the temporal adapter P looks ahead and, for T < 50, its kernel depends on T.
+the temporal adapter P looks ahead and, for T < 50, its kernel depends on T; they stream
+with a fixed delay in `neurodeploy.model.liquid.delayed`.
 """
 from __future__ import annotations
 
@@ -451,5 +452,6 @@ class MambaLiquidSpiking(nn.Module):
 STREAM_REFUSAL = (
     "integration_mode {mode!r} feeds the Mamba through the temporal spike adapter, a centred kernel that "
     "reads up to 24 future steps and whose taps depend on the sequence length when T < 50, so the model is "
-    "not causal; run it offline on whole sequences (only 'sequential' models stream)"
+    "not causal: no per-token step; stream it with a delay of 24 tokens per block with "
+    "neurodeploy.model.liquid.delayed.DelayedStream, or run it offline (only 'sequential' models step)"
 )
