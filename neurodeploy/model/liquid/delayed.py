@@ -39,7 +39,7 @@ class _BlockStream:
         block = self.block
         if self.received < TEMPORAL_KERNEL_LENGTH:
             self.inputs.append(x_t)
-        x_p, residual = block._project_input(x_t)
+        x_p, residual = block.project_input(x_t)
         _, o, self.encoder = block.spike_encoder.step(x_p, self.encoder)
         q = block.liquid_cell.step(o, self.liquid_h)
         if block.liquid_cell.stateful:

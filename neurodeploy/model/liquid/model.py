@@ -124,28 +124,32 @@ class CfCLayer(nn.Module):
         self.time_a = nn.Linear(in_features + units, units)
         self.time_b = nn.Linear(in_features + units, units)
 
+    def _packed(self, inputs: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ff1, ff2 (masked), time_a, time_b stacked: input halves (4U, S), recurrent halves (U, 4U), biases."""
+        weights = torch.cat([self.ff1.weight * self.sparsity_mask, self.ff2.weight * self.sparsity_mask,
+                             self.time_a.weight, self.time_b.weight])
+        bias = torch.cat([self.ff1.bias, self.ff2.bias, self.time_a.bias, self.time_b.bias])
+        return weights[:, :inputs], weights[:, inputs:].T.contiguous(), bias
+
+    @staticmethod
+    def _update(from_input: torch.Tensor, h: torch.Tensor, recurrent: torch.Tensor) -> torch.Tensor:
+        # x = [o ; h]: W x = W_o o + W_h h; ts = 1, so tau = sigmoid(time_a(x) + time_b(x))
+        f1, f2, time_a, time_b = (from_input + h @ recurrent).chunk(4, dim=-1)
+        tau = torch.sigmoid(time_a + time_b)
+        return torch.tanh(f1) * (1.0 - tau) + tau * torch.tanh(f2)
+
     def step(self, o_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([o_t, h], dim=1)
-        f1 = torch.tanh(F.linear(x, self.ff1.weight * self.sparsity_mask, self.ff1.bias))
-        f2 = torch.tanh(F.linear(x, self.ff2.weight * self.sparsity_mask, self.ff2.bias))
-        # ts = 1: sigmoid(time_a(x) * 1 + time_b(x))
-        tau = torch.sigmoid(self.time_a(x) * 1.0 + self.time_b(x))
-        return f1 * (1.0 - tau) + tau * f2
+        """o_t (B, S), h (B, U) -> the new h."""
+        input_weights, recurrent, bias = self._packed(o_t.shape[-1])
+        return self._update(F.linear(o_t, input_weights, bias), h, recurrent)
 
     def sequence(self, o: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same maths over o (B, T, S): the input halves of the four layers for every step in
-        one matmul, only h @ W_h stepping through time (float rounding differs from `step` only)."""
-        inputs = o.shape[-1]
-        weights = torch.cat([self.ff1.weight * self.sparsity_mask, self.ff2.weight * self.sparsity_mask,
-                             self.time_a.weight, self.time_b.weight])  # (4U, S+U)
-        bias = torch.cat([self.ff1.bias, self.ff2.bias, self.time_a.bias, self.time_b.bias])
-        from_input = F.linear(o, weights[:, :inputs], bias)  # (B, T, 4U)
-        recurrent = weights[:, inputs:].T.contiguous()  # (U, 4U)
+        """o (B, T, S) -> (h_1..h_T (B, T, U), h_T): the input halves of every step in one matmul."""
+        input_weights, recurrent, bias = self._packed(o.shape[-1])
+        from_input = F.linear(o, input_weights, bias)  # (B, T, 4U)
         outputs = []
         for t in range(o.shape[1]):
-            f1, f2, ta, tb = (from_input[:, t] + h @ recurrent).chunk(4, dim=-1)
-            tau = torch.sigmoid(ta + tb)
-            h = torch.tanh(f1) * (1.0 - tau) + tau * torch.tanh(f2)
+            h = self._update(from_input[:, t], h, recurrent)
             outputs.append(h)
         return torch.stack(outputs, 1), h
 
@@ -362,13 +366,14 @@ class LiquidBlock(nn.Module):
         self.residual_proj = nn.Linear(c.input_dim, c.hidden_dim) if c.input_dim != c.hidden_dim else None
         self.num_spike_steps = c.num_spike_steps
 
-    def _project_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def project_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_p, residual): the encoder input and the residual branch of block input x."""
         x_p = self.input_proj(x) if self.input_proj is not None else x
         return x_p, (self.residual_proj(x_p) if self.residual_proj is not None else x_p)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """x (B, T, F) -> (output (B, T', H), liquid state (B, U), internals); T' = num_spike_steps if T = 1."""
-        x_p, residual = self._project_input(x)
+        x_p, residual = self.project_input(x)
         encoder_in = x_p.repeat(1, self.num_spike_steps, 1) if x_p.shape[1] == 1 else x_p
         spikes1, spikes = self.spike_encoder(encoder_in)
         q, h = self.liquid_cell(spikes, h0)
@@ -395,7 +400,7 @@ class LiquidBlock(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: BlockState) -> tuple[torch.Tensor, BlockState, dict]:
         """x_t (B, F) -> (output (B, H), state, internals): one token, sequential mode only."""
-        x_p, residual = self._project_input(x_t)
+        x_p, residual = self.project_input(x_t)
         spikes1, spikes, encoder = self.spike_encoder.step(x_p, state.encoder)
         q = self.liquid_cell.step(spikes, state.liquid_h)
         h = q if self.liquid_cell.stateful else state.liquid_h
