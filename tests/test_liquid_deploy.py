@@ -160,3 +160,7 @@ def test_report_counts_and_energy(bundles):
     assert per_token["total"]["loihi"] == pytest.approx(per_token["encoders"]["loihi"] + per_token["host"]["cpu"])
     assert "blocks.1.lif2" in report.markdown()
     json.dumps(data)
+    # the same report from the deployed encoders' spikes (NIR runtime)
+    from_nir = liquid_report(model, ids, spikes=bundle.pipeline().run(ids).spikes)
+    assert [l.output_spikes for l in from_nir.encoder_layers] == [l.output_spikes for l in report.encoder_layers]
+    assert from_nir.to_dict()["synaptic_ops_per_token"] == data["synaptic_ops_per_token"]
