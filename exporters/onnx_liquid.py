@@ -15,8 +15,8 @@ these graphs block by block (`neurodeploy.runtimes.liquid`):
 
 Inside a block graph: residual_proj, the CfC as a Scan over time whose body is the ncps cell
 (W1 ⊙ M and W2 ⊙ M baked) or the fallback MatMul, liquid_to_hidden, the temporal adapter as a
-Pad + depthwise Conv whose kernel is sliced to min(50, T) taps at run time (so one graph serves
-every length), the liquid Mamba from the shared emitter `neurodeploy.exporters.onnx_mamba` with
+Pad + 50-tap depthwise Conv whose taps >= min(50, T) are zeroed and whose padding is set at run
+time (so one graph serves every length), the liquid Mamba from the shared emitter `neurodeploy.exporters.onnx_mamba` with
 `inner_norm` set (the ungated scan op, then LayerNormalization(Di) and * silu(z) outside), the
 gate, the cross-attention across heads, the norms and the head. Parity with the PyTorch model is
 measured at export and returned.
