@@ -32,7 +32,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from neurodeploy.exporters.onnx_graph import GraphBuilder, layer_norm, linear, silu
+from neurodeploy.exporters.onnx_graph import GraphBuilder, layer_norm, linear
 from neurodeploy.exporters.onnx_mamba import (
     LayerNormWeights,
     MambaLayerWeights,
