@@ -7,7 +7,7 @@
       -> lif2 (nir.LIF | nir.IF, (S,))   [-> scale2 (nir.Scale, g2) when g2 != 1]
       -> output (nir.Output, (S,))
 
-The neurons follow the toolkit's LIF convention and metadata (`neurodeploy.exporters.nir`:
+The neurons follow the toolkit's LIF convention and metadata (`neurodeploy.formats.nir_frontend`:
 tau = dt/(1-beta), r = tau/dt, v_leak 0, v_threshold; metadata beta, reset "subtract",
 reset_timing "delayed", compare "greater"), written with its `lif_node`. beta is snnTorch's
 clamp(beta, 0, 1), the value the model computes with (beta = 1 becomes nir.IF). snnTorch's
@@ -26,16 +26,9 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from neurodeploy.exporters.nir import lif_node, write_frontend
+from neurodeploy.formats.liquid import DEFAULT_DT_S, ENCODER_FORMAT, LIF_LAYERS, encoder_file
+from neurodeploy.formats.nir_frontend import lif_node, write_frontend
 from neurodeploy.model.liquid.model import MambaLiquidSpiking, SpikeEncoder
-
-FORMAT = "neurodeploy.liquid_encoder/1"
-DEFAULT_DT_S = 1e-3
-LIF_LAYERS = ("lif1", "lif2")
-
-
-def encoder_file(index: int) -> str:
-    return f"encoder_{index}.nir"
 
 
 def _array(t) -> np.ndarray:
@@ -67,7 +60,7 @@ def export_encoder(encoder: SpikeEncoder, dt_s: float = DEFAULT_DT_S, *, block: 
     edges.append((previous, "output"))
     from neurodeploy import __version__
 
-    metadata = {"dt": float(dt_s), "producer": f"neurodeploy {__version__}", "format": FORMAT, "block": block,
+    metadata = {"dt": float(dt_s), "producer": f"neurodeploy {__version__}", "format": ENCODER_FORMAT, "block": block,
                 "lif_layers": ",".join(LIF_LAYERS)}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 

@@ -41,17 +41,11 @@ from neurodeploy.exporters.onnx_mamba import (
     emit_layer_sequence,
     emit_layer_step,
 )
+from neurodeploy.formats.liquid import STATE_NAMES, STATE_OUTPUT_NAMES, STEM_FILE, block_file
 from neurodeploy.model.liquid.config import GATE_HEADS, XATTN_HEADS
 from neurodeploy.model.liquid.model import LiquidBlock, MambaLiquidSpiking
 
 DEFAULT_OPSET = 20
-STEM_FILE = "stem.onnx"
-STATE_NAMES = ("liquid_h", "conv_state", "ssm_state")
-
-
-def block_file(index: int, *, step: bool = False) -> str:
-    return f"block_{index}{'_step' if step else ''}.onnx"
-
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to(torch.float32).cpu().numpy())
@@ -240,9 +234,8 @@ def build_block_step(model: MambaLiquidSpiking, index: int, *, opset: int = DEFA
     b = GraphBuilder(tag, opset=opset)
     x_p = b.input("x_p_t", TensorProto.FLOAT, ["batch", c.input_dim])
     spikes = b.input("spikes_t", TensorProto.FLOAT, ["batch", c.spiking_units])
-    h = b.input("liquid_h", TensorProto.FLOAT, ["batch", c.liquid_units])
-    conv_state = b.input("conv_state", TensorProto.FLOAT, ["batch", c.d_inner, c.mamba_d_conv])
-    ssm_state = b.input("ssm_state", TensorProto.FLOAT, ["batch", c.d_inner, c.mamba_d_state])
+    state_shapes = (["batch", c.liquid_units], ["batch", c.d_inner, c.mamba_d_conv], ["batch", c.d_inner, c.mamba_d_state])
+    h, conv_state, ssm_state = (b.input(name, TensorProto.FLOAT, shape) for name, shape in zip(STATE_NAMES, state_shapes))
     residual = x_p if block.residual_proj is None else _linear(b, x_p, block.residual_proj, f"{tag}.residual_proj")
     if block.liquid_cell.stateful:
         q = _cfc_step(b, block, spikes, h, f"{tag}.liquid_cell")
@@ -259,9 +252,8 @@ def build_block_step(model: MambaLiquidSpiking, index: int, *, opset: int = DEFA
     last = index == len(model.blocks) - 1
     b.output(_next_input(b, model, index, out), "next_t", TensorProto.FLOAT,
              ["batch", c.output_dim if last else c.input_dim])
-    b.output(h_out, "liquid_h_out", TensorProto.FLOAT, ["batch", c.liquid_units])
-    b.output(mixed.conv_state, "conv_state_out", TensorProto.FLOAT, ["batch", c.d_inner, c.mamba_d_conv])
-    b.output(mixed.ssm_state, "ssm_state_out", TensorProto.FLOAT, ["batch", c.d_inner, c.mamba_d_state])
+    for value, name, shape in zip((h_out, mixed.conv_state, mixed.ssm_state), STATE_OUTPUT_NAMES, state_shapes):
+        b.output(value, name, TensorProto.FLOAT, shape)
     return b.model(f"liquid_block_{index}_step", producer_version=_version(),
                    doc=f"Mamba-Liquid-Spiking block {index} without its spike encoder (one token)",
                    metadata={"family": "liquid", "graph": "block_step", "block": str(index), "config": c.to_json()})

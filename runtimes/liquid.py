@@ -23,8 +23,7 @@ import onnxruntime as ort
 import torch
 
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.exporters.nir_liquid import LIF_LAYERS, encoder_file
-from neurodeploy.exporters.onnx_liquid import STEM_FILE, block_file
+from neurodeploy.formats.liquid import LIF_LAYERS, STATE_NAMES, STEM_FILE, block_file, encoder_file
 from neurodeploy.runtimes.nir import NIRFrontendRuntime
 from neurodeploy.runtimes.onnxruntime import latency_session_options
 
@@ -109,7 +108,7 @@ class LiquidPipeline:
             encoder.reset(batch)
             shapes = {i.name: i.shape for i in block.get_inputs()}
             self._states.append(BlockStreamState(*(np.zeros((batch, *shapes[name][1:]), np.float32)
-                                                   for name in ("liquid_h", "conv_state", "ssm_state"))))
+                                                   for name in STATE_NAMES)))
 
     @property
     def states(self) -> list[BlockStreamState]:
@@ -124,9 +123,9 @@ class LiquidPipeline:
         x = self._embed(ids_t.reshape(-1, 1))[:, 0]
         for encoder, block, state in zip(self.encoders, self.step_blocks, states):
             spikes = encoder.step(torch.from_numpy(x)).numpy().astype(np.float32)
+            states_in = dict(zip(STATE_NAMES, (state.liquid_h, state.conv_state, state.ssm_state)))
             x, state.liquid_h, state.conv_state, state.ssm_state = block.run(None, {
-                "x_p_t": x, "spikes_t": spikes, "liquid_h": state.liquid_h, "conv_state": state.conv_state,
-                "ssm_state": state.ssm_state})
+                "x_p_t": x, "spikes_t": spikes, **states_in})
         return torch.from_numpy(x)
 
     def spike_counts(self) -> list[dict[str, int]]:

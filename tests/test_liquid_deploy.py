@@ -11,7 +11,7 @@ import torch
 
 from liquid_checkpoints import write_checkpoint
 from neurodeploy.bundle import BundleError
-from neurodeploy.exporters.nir import read_frontend
+from neurodeploy.formats.nir_frontend import read_frontend
 from neurodeploy.exporters.nir_liquid import export_encoder
 from neurodeploy.liquid_bundle import export_liquid, load_liquid_bundle, verify_liquid_bundle
 from neurodeploy.model.registry import load_model
