@@ -443,7 +443,7 @@ class MambaLiquidSpiking(nn.Module):
     def step(self, ids_t: torch.Tensor, state: tuple[BlockState, ...], *, return_internals: bool = False):
         """ids_t (B,) -> (logits (B, out), state [, internals]); the same numbers as `forward` at each t."""
         if not self.streamable:
-            raise UnsupportedCapabilityError("liquid", "stream", STREAM_REFUSAL.format(mode=self.config.integration_mode))
+            raise UnsupportedCapabilityError("liquid", "step", STREAM_REFUSAL.format(mode=self.config.integration_mode))
         x = self.embedding(ids_t)
         states, internals = [], []
         for block, block_state in zip(self.blocks, state):
