@@ -89,14 +89,13 @@ def _conv_synapses(layer: FixedPointLayer, in_shape: tuple[int, int, int]) -> tu
     return src[keep].astype(np.int64), dst[keep].astype(np.int64), layer.weight[co[keep], ci[keep], ky[keep], kx[keep]]
 
 
-def estimate_bytes(layers: tuple[FixedPointLayer, ...], input_shape: tuple[int, int, int], copies: int) -> tuple[int, int]:
+def estimate_bytes(layers: tuple[FixedPointLayer, ...], copies: int) -> tuple[int, int]:
     """(synapses, estimated peak bytes of the worker) before anything is built."""
-    synapses, shape = 0, input_shape
+    synapses = 0
     for k, layer in enumerate(layers):
-        c_out, c_in, kh, kw = layer.weight.shape
+        _, c_in, kh, kw = layer.weight.shape
         taps = int(np.prod(layer.output_shape)) * c_in * kh * kw  # an upper bound (padding taps dropped)
         synapses += taps * (copies if k == 0 else 1)
-        shape = layer.output_shape
     return synapses, BASE_BYTES + synapses * BYTES_PER_SYNAPSE
 
 
@@ -138,7 +137,7 @@ def run_sanafe(layers: tuple[FixedPointLayer, ...], frames: np.ndarray, *, budge
         if layer.i_decay != 4096:
             raise SanafeError(f"{layer.name}: iDecay {layer.i_decay}; the converter maps a current that decays "
                               "fully each step (iDecay 4096), as this toolkit's netx export writes")
-    synapses, need = estimate_bytes(layers, tuple(frames.shape[1:]), copies)
+    synapses, need = estimate_bytes(layers, copies)
     if need > budget_bytes:
         raise SanafeError(f"SANA-FE would need about {need / 2**30:.1f} GiB for {synapses:,} synapses "
                           f"(budget {budget_bytes / 2**30:.1f} GiB); run it on a machine with the memory, "
