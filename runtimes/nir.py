@@ -128,6 +128,26 @@ def _map_conv(name: str, node: nir.Conv2d) -> nn.Conv2d:
     return conv
 
 
+def _map_affine(node: nir.Affine) -> nn.Linear:
+    """Dense layers (the Mamba-Liquid-Spiking encoders): nn.Linear, the model's own op."""
+    weight = torch.from_numpy(np.asarray(node.weight, np.float32))
+    affine = nn.Linear(weight.shape[1], weight.shape[0])
+    affine.weight.data = weight.clone()
+    affine.bias.data = torch.from_numpy(np.asarray(node.bias, np.float32)).clone()
+    return affine
+
+
+class Scale(nn.Module):
+    """nir.Scale: element-wise gain (snnTorch's graded spike factor after a neuron)."""
+
+    def __init__(self, scale: np.ndarray):
+        super().__init__()
+        self.register_buffer("scale", torch.from_numpy(np.asarray(scale, np.float32)).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
 def _map_pool(name: str, node: nir.NIRNode) -> nn.Module:
     if np.any(np.asarray(node.padding) != 0):
         raise UnsupportedGraphError(f"node {name!r}: pooling with padding {node.padding} is not implemented (the "
@@ -151,12 +171,16 @@ def node_map(graph: nir.NIRGraph, dt_s: float | None) -> dict[nir.NIRNode, nn.Mo
             modules[id(node)] = _map_pool(name, node)
         elif isinstance(node, nir.Flatten):
             modules[id(node)] = BatchFlatten(int(node.start_dim), int(node.end_dim))
+        elif isinstance(node, nir.Affine):
+            modules[id(node)] = _map_affine(node)
+        elif isinstance(node, nir.Scale):
+            modules[id(node)] = Scale(node.scale)
         elif isinstance(node, (nir.Input, nir.Output)):
             modules[id(node)] = nn.Identity()
         else:
             raise UnsupportedGraphError(
                 f"node {name!r} is a {type(node).__name__}, which a Mamba-Spike front-end does not contain; this runtime "
-                "executes Input, Conv2d, SumPool2d, AvgPool2d, LIF, IF, CubaLIF (tau_syn = dt), Flatten, Output")
+                "executes Input, Conv2d, Affine, Scale, SumPool2d, AvgPool2d, LIF, IF, CubaLIF (tau_syn = dt), Flatten, Output")
     return {kind: (lambda node: modules[id(node)]) for kind in {type(n) for n in graph.nodes.values()}}
 
 

@@ -3,8 +3,9 @@
 Each layer is what a chip core implements: one convolution (or dense projection) feeding one
 population of neurons, with the pooling that sits between them and an optional recurrent
 connection. The walk follows the graph's edges from its single `nir.Input` (the layout and
-metadata keys are this toolkit's NIR conventions, docs/conventions.md): conv -> [pool] ->
-LIF|IF [<- rec] -> ... -> flatten -> output. Anything else is reported, not guessed.
+metadata keys are this toolkit's NIR conventions, `neurodeploy.formats.nir_frontend`, whose
+`frontend_chain` is the one walk): conv -> [pool] -> LIF|IF [<- rec] -> ... -> flatten -> output.
+Anything else is refused by name, not guessed.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import nir
 import numpy as np
 
 from neurodeploy.errors import NeurodeployError
+from neurodeploy.formats.nir_frontend import frontend_chain, graph_dt
 
 
 class GraphShapeError(NeurodeployError, ValueError):
@@ -70,10 +72,6 @@ def _pair(value) -> tuple[int, int]:
     return (int(arr[0]), int(arr[-1]))
 
 
-def _successors(graph: nir.NIRGraph, name: str) -> list[str]:
-    return [dst for src, dst in graph.edges if src == name]
-
-
 def _scalar(name: str, what: str, values) -> float:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size and not np.all(arr == arr.flat[0]):
@@ -81,73 +79,55 @@ def _scalar(name: str, what: str, values) -> float:
     return float(arr.flat[0]) if arr.size else 0.0
 
 
+def _beta(name: str, neuron: nir.NIRNode, dt: float | None) -> float:
+    if "beta" in neuron.metadata:
+        return float(neuron.metadata["beta"])
+    if isinstance(neuron, nir.IF):
+        return 1.0
+    if dt is not None and isinstance(neuron, nir.LIF):
+        return 1.0 - float(dt) / _scalar(name, "tau", neuron.tau)
+    raise GraphShapeError(f"{name}: a {type(neuron).__name__} without beta in its metadata (or no dt in the graph); "
+                          "re-export it with neurodeploy")
+
+
 def spiking_layers(graph: nir.NIRGraph) -> tuple[SpikingLayer, ...]:
     """The conv -> [pool] -> neuron layers of a front-end graph, in order from the input."""
-    inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
-    if len(inputs) != 1:
-        raise GraphShapeError(f"the graph has {len(inputs)} nir.Input nodes; a front-end has exactly one")
-    input_node = graph.nodes[inputs[0]]
+    input_name, chain = frontend_chain(graph)  # the one walk of this toolkit's NIR layout
+    input_node = graph.nodes[input_name]
     graded = bool(input_node.metadata.get("graded_input", False))
     shape = tuple(int(v) for v in np.asarray(input_node.input_type["input"]).ravel())
-    dt = graph.metadata.get("dt")
+    dt = graph_dt(graph)
     layers: list[SpikingLayer] = []
-    current = inputs[0]
-    while True:
-        nexts = [n for n in _successors(graph, current) if not graph.nodes[n].metadata.get("recurrent_of")]
-        if not nexts:
-            break
-        if len(nexts) != 1:
-            raise GraphShapeError(f"after {current!r} the graph branches into {nexts}; a front-end is one chain")
-        name = nexts[0]
-        node = graph.nodes[name]
-        if isinstance(node, (nir.Flatten, nir.Output)):
-            break
-        if not isinstance(node, nir.Conv2d):
-            raise GraphShapeError(f"{name}: a {type(node).__name__} where a Conv2d was expected")
-        conv_name, conv = name, node
+    for link in chain:
+        conv = graph.nodes[link.conv]
         weight = np.asarray(conv.weight, dtype=np.float32)
         c_out = weight.shape[0]
         kernel, stride, padding = _pair(weight.shape[2:]), _pair(conv.stride), _pair(conv.padding)
         if len(shape) != 3:
-            raise GraphShapeError(f"{conv_name}: input shape {shape}; expected (C, H, W)")
+            raise GraphShapeError(f"{link.conv}: input shape {shape}; expected (C, H, W)")
         conv_hw = tuple((shape[i + 1] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(2))
-        after = _successors(graph, conv_name)
-        if len(after) != 1:
-            raise GraphShapeError(f"{conv_name}: feeds {after}; expected one pooling or neuron node")
         pool, pool_kernel, pool_input, out_hw = None, 1, "current", conv_hw
-        neuron_name = after[0]
-        if isinstance(graph.nodes[neuron_name], (nir.SumPool2d, nir.AvgPool2d)):
-            pool_node = graph.nodes[neuron_name]
+        if link.pool is not None:
+            pool_node = graph.nodes[link.pool]
             pool = "sum" if isinstance(pool_node, nir.SumPool2d) else "avg"
             pool_kernel = _pair(pool_node.kernel_size)[0]
             pool_input = str(pool_node.metadata.get("pool_input", "current"))
             out_hw = tuple(v // pool_kernel for v in conv_hw)
-            (neuron_name,) = _successors(graph, neuron_name)
-        neuron = graph.nodes[neuron_name]
+        neuron = graph.nodes[link.neuron]
         if not isinstance(neuron, (nir.LIF, nir.IF)):
-            raise GraphShapeError(f"{neuron_name}: a {type(neuron).__name__}; expected a LIF or IF neuron")
+            raise GraphShapeError(f"{link.neuron}: a {type(neuron).__name__}; the hardware checks take LIF or IF neurons")
         meta = neuron.metadata
-        if "beta" in meta:
-            beta = float(meta["beta"])
-        elif isinstance(neuron, nir.IF):
-            beta = 1.0
-        elif dt is not None:
-            beta = 1.0 - float(dt) / _scalar(neuron_name, "tau", neuron.tau)
-        else:
-            raise GraphShapeError(f"{neuron_name}: no beta in its metadata and no dt in the graph; re-export it")
-        recurrent = any(graph.nodes[n].metadata.get("recurrent_of") == neuron_name for n in graph.nodes)
+        beta = _beta(link.neuron, neuron, dt)
         layers.append(SpikingLayer(
-            name=neuron_name, conv=conv_name, input_shape=shape, conv_shape=(c_out, *conv_hw),
+            name=link.neuron, conv=link.conv, input_shape=shape, conv_shape=(c_out, *conv_hw),
             output_shape=(c_out, *out_hw), kernel=kernel, stride=stride, padding=padding, weight=weight,
             bias=None if conv.bias is None else np.asarray(conv.bias, dtype=np.float32),
             pool=pool, pool_kernel=pool_kernel, pool_input=pool_input,
-            neuron="IF" if isinstance(neuron, nir.IF) or beta == 1.0 else "LIF", beta=beta,
-            threshold=_scalar(neuron_name, "threshold", neuron.v_threshold),
+            neuron="IF" if beta == 1.0 else "LIF", beta=beta,
+            threshold=_scalar(link.neuron, "threshold", neuron.v_threshold),
             reset=str(meta.get("reset", "zero")), reset_timing=str(meta.get("reset_timing", "immediate")),
-            compare=str(meta.get("compare", "greater")), recurrent=recurrent, graded_input=graded and not layers,
+            compare=str(meta.get("compare", "greater")), recurrent=link.recurrent is not None,
+            graded_input=graded and not layers,
         ))
         shape = (c_out, *out_hw)
-        current = neuron_name
-    if not layers:
-        raise GraphShapeError("the graph has no conv -> neuron layer after its input")
     return tuple(layers)

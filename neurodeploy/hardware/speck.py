@@ -25,9 +25,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.hardware.fit import fold, folded_bias, folded_weight

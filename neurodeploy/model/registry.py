@@ -18,6 +18,7 @@ from neurodeploy.model.family import LoadedModel, ModelFamily, RawCheckpoint
 _FAMILY_MODULES = (
     "neurodeploy.model.mamba_spike.family",
     "neurodeploy.model.spikemamba_lm.family",
+    "neurodeploy.model.liquid.family",
 )
 
 
