@@ -23,11 +23,19 @@ def _echo_json(payload: Any) -> None:
     click.echo(json.dumps(payload, indent=2, default=str))
 
 
+def _config_dict(config) -> dict:
+    import dataclasses
+
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    return dict(config) if isinstance(config, dict) else {"config": repr(config)}
+
+
 def describe_loaded(loaded, checkpoint: str) -> dict:
     caps = loaded.family.capabilities(loaded.config)
     return {
         "checkpoint": checkpoint, "family": loaded.family.name, "source_format": loaded.source_format,
-        "config": loaded.config.to_dict(), "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "config": _config_dict(loaded.config), "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "notes": list(loaded.notes),
         "capabilities": {name: ("yes" + (f" ({c.reason})" if c.reason else "")) if c.supported else f"no: {c.reason}"
                          for name, c in caps.items()},
@@ -50,7 +58,8 @@ def export_loaded(loaded, checkpoint: str, out_dir: str, artifacts: str, explici
     from neurodeploy.lm_bundle import export_lm_bundle
 
     if loaded.family.name != "spikemamba-lm":
-        raise UnsupportedCapabilityError(loaded.family.name, "export", "no bundle writer for this family yet")
+        raise UnsupportedCapabilityError(loaded.family.name, "export", "`neurodeploy export` has no bundle writer wired "
+                                         "for this family yet; use the family's Python API")
     chosen = tuple(a.strip() for a in artifacts.split(",") if a.strip())
     bundle = export_lm_bundle(loaded, out_dir, artifacts=chosen, explicit=explicit, source=checkpoint)
     manifest = bundle.manifest
