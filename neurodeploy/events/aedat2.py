@@ -103,7 +103,7 @@ class Aedat2Decoder(IncrementalDecoder):
         if not self._override:
             self.sensor_size = chip_size if (chip_layout == name and chip_size) else self.layout.sensor_size
         if self.sensor_size is None:
-            raise self.error("no sensor size for the DAVIS layout in the header", 0, "pass sensor_size=(width, height)")
+            raise self.error("no sensor size for the DAVIS layout in the header", 0, "pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         return pos
 
     def _decode(self, buf, offset):

@@ -15,6 +15,7 @@ from .errors import DecodeStats, EventFileError
 from .evt_incremental import Evt2Decoder, Evt3Decoder
 from .incremental import IncrementalDecoder
 from .policy import PacketChecker, ReadPolicy
+from .truncation import check_tail
 from .types import EVENT_DTYPE, Recording
 
 # EVT3 is decoded by hand (evt_incremental.Evt3Decoder): faery 0.7.1's EVT3 decoder loses the
@@ -39,7 +40,7 @@ def incremental_decoder(fmt: str, source: str, sensor_size=None, stats=None, lay
 
 def _no_size(path, fmt) -> EventFileError:
     return EventFileError(path, f"the {fmt} file carries no sensor size", field="sensor_size",
-                          fix="pass sensor_size=(width, height)")
+                          fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
 
 
 class EventFileSource:
@@ -55,6 +56,9 @@ class EventFileSource:
         self.stats = DecodeStats()
         self._file = None
         override = tuple(sensor_size) if sensor_size is not None else None
+        partial = check_tail(self.path, self.format, policy.truncated)  # before any event is decoded
+        if self.format in LIBRARY_FORMATS:  # the hand decoders count their own tail at the end
+            self.stats.truncated_bytes += partial
         if self.format == "aedat4":
             header, self._raw = aedat4.open_packets(self.path, stream)
         elif self.format in ("evt2", "evt2.1"):
