@@ -85,6 +85,9 @@ class ExportOptions:
     parity_samples: int = 2
     parity_steps: int = 20
     seed: int = 0
+    # the input transforms the model was trained with (events.transforms.Transforms.to_list()):
+    # recorded in the manifest, applied by `run` unless the user names others
+    transforms: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.artifacts) - set(ARTIFACT_CHOICES))
@@ -105,6 +108,13 @@ class Bundle:
     @property
     def dt_us(self) -> int:
         return int(self.manifest["dt_us"])
+
+    @property
+    def transforms(self):
+        """The input transforms recorded at export (`events.transforms.Transforms`; empty if none)."""
+        from neurodeploy.events.transforms import Transforms
+
+        return Transforms.from_list(self.manifest.get("transforms"))
 
     def path(self, key: str) -> Path:
         return self.directory / FILES[key]
@@ -265,6 +275,7 @@ def export(
         "skipped": skipped,
         "parity": parity,
         "pool_rewrite": rewrite_report,
+        "transforms": [dict(t) for t in options.transforms],
         "export_seconds": {**timings, "total": time.perf_counter() - started},
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")

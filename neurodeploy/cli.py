@@ -42,6 +42,79 @@ def _stderr_console():
     return Console(stderr=True)
 
 
+# -- event input, on every command that reads events: how to read the file, how to fit the sensor --
+_reading_options = [
+    click.option("--sensor-size", default=None, metavar="WxH",
+                 help="Sensor size, for sources without a header (UDP, CSV) or to override the header."),
+    click.option("--format", "event_format", default=None, help="Event file format, when detection cannot tell."),
+    click.option("--truncated", type=click.Choice(["error", "count"]), default=None,
+                 help="A partial record at the end: refuse (files' default) or count and go on "
+                      "(followed files' and stdin's default)."),
+    click.option("--out-of-bounds", type=click.Choice(["error", "drop"]), default="error", show_default=True,
+                 help="Events outside the sensor: refuse, or drop and count them."),
+    click.option("--non-monotonic", type=click.Choice(["error", "keep", "sort"]), default="error", show_default=True,
+                 help="Timestamps going backwards: refuse, keep or sort (counted)."),
+]
+_transform_options = [
+    click.option("--crop", default=None, metavar="X,Y,W,H", help="Keep this box of the sensor (tonic crop)."),
+    click.option("--center-crop", default=None, metavar="WxH", help="Keep the centred WxH window (tonic CenterCrop)."),
+    click.option("--downsample", default=None, metavar="F|WxH",
+                 help="Scale coordinates by F or to WxH (tonic Downsample: x' = floor(x*f); events of merged "
+                      "pixels add up)."),
+    click.option("--flip-x", is_flag=True, help="Mirror left-right."),
+    click.option("--flip-y", is_flag=True, help="Mirror up-down."),
+    click.option("--merge-polarity", is_flag=True, help="Make every event OFF (tonic MergePolarities)."),
+    click.option("--denoise-us", type=int, default=None, metavar="US",
+                 help="Drop events without a neighbour event within US microseconds (tonic Denoise)."),
+]
+TRANSFORM_FLAGS = ("crop", "center_crop", "downsample", "flip_x", "flip_y", "merge_polarity", "denoise_us")
+READING_FLAGS = ("sensor_size", "event_format", "truncated", "out_of_bounds", "non_monotonic")
+
+
+def with_event_input(fn, *, transforms: bool = True):
+    """Add the reading options (and the transform options) to a command; they arrive as keyword
+    arguments that `transforms_from_cli` and `_reading` take apart (the `eval` command uses these too)."""
+    for option in reversed(_reading_options + (_transform_options if transforms else [])):
+        fn = option(fn)
+    return fn
+
+
+def with_transforms(fn):
+    """Add only the transform options (export records them in the bundle)."""
+    for option in reversed(_transform_options):
+        fn = option(fn)
+    return fn
+
+
+def transforms_from_cli(params: dict):
+    """The `events.transforms.Transforms` chain the transform flags of a command ask for."""
+    from neurodeploy.events.transforms import from_flags
+
+    return from_flags(**{k: params[k] for k in TRANSFORM_FLAGS if k in params})
+
+
+def _reading(params: dict) -> dict:
+    """The reading keywords of `open_source` / `events.load` from the reading flags."""
+    return {"sensor_size": _sensor_size(params.get("sensor_size")), "format": params.get("event_format"),
+            "truncated": params.get("truncated"), "out_of_bounds": params.get("out_of_bounds", "error"),
+            "non_monotonic": params.get("non_monotonic", "error")}
+
+
+def _input_transforms(bundle, params: dict, say):
+    """The flags' transforms, else those the bundle recorded at export; says which."""
+    given = transforms_from_cli(params)
+    recorded = bundle.transforms if bundle is not None else given
+    if given:
+        if recorded and recorded != given:
+            say(f"input transforms: {given.describe()} (from the flags, instead of the bundle's {recorded.describe()})")
+        else:
+            say(f"input transforms: {given.describe()}")
+        return given
+    if recorded:
+        say(f"input transforms: {recorded.describe()} (recorded in the bundle at export; transform flags replace them)")
+    return recorded
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="neurodeploy")
 def main() -> None:
@@ -93,9 +166,10 @@ def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
 @click.option("--artifacts", default="nir,netx,onnx", show_default=True,
               help="Comma-separated subset of nir, netx, onnx.")
 @click.option("--netx-weight-scale", type=float, default=None, help="Fixed weight scale for netx quantization.")
+@with_transforms
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | None, pool_rewrite: str | None,
-           artifacts: str, netx_weight_scale: float | None, as_json: bool) -> None:
+           artifacts: str, netx_weight_scale: float | None, as_json: bool, **transform_flags: Any) -> None:
     """Export CHECKPOINT to a deployment bundle folder.
 
     \b
@@ -103,6 +177,10 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
       neurodeploy export model.safetensors -o bundle/
       neurodeploy export outputs/nmnist_x/checkpoint_best.pth -o bundle/ --pool-rewrite sum --dt-us 1000
       neurodeploy export weights.pt --config config.json -o bundle/ --artifacts nir,onnx
+      neurodeploy export model.safetensors -o bundle/ --downsample 34x34   # record the input transform
+
+    Transform flags (--crop, --downsample, ...) record the input transform the model was trained
+    with in the bundle; `run`, `verify` and `report` then apply it unless given others.
     """
     from neurodeploy import bundle as bundle_mod
     from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, checkpoint_metadata
@@ -115,6 +193,7 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
         options = bundle_mod.ExportOptions(
             dt_us=dt_us, artifacts=tuple(a.strip() for a in artifacts.split(",") if a.strip()),
             pool_rewrite=pool_rewrite, netx_weight_scale=netx_weight_scale,
+            transforms=tuple(transforms_from_cli(transform_flags).to_list()),
         )
         with console.status("exporting") as status:
             result = bundle_mod.export(checkpoint, out_dir, options, config=config_path,
@@ -138,18 +217,17 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
 
 def _open_stream(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None,
                  window_us: int | None, follow: bool, realtime: bool, replay_factor: float, overflow: str,
-                 queue_packets: int, sensor_size: str | None, event_format: str | None, idle_timeout: float):
+                 queue_packets: int, event_input: dict, idle_timeout: float, say=None):
     from neurodeploy.bundle import load_bundle
-    from neurodeploy.sources import labels_beside, open_source, read_label_file
+    from neurodeploy.sources import fit_source, labels_beside, open_source, read_label_file
     from neurodeploy.stream import StreamOptions, StreamRun
 
     bundle = load_bundle(bundle_dir)
-    opened = open_source(source, sensor_size=_sensor_size(sensor_size), follow=follow, format=event_format,
-                         idle_timeout_s=idle_timeout)
+    transforms = _input_transforms(bundle, event_input, say or (lambda line: None))
+    reading = _reading(event_input)
     c = bundle.config
-    if opened.sensor_size != (c.input_width, c.input_height):
-        raise ValueError(f"{source}: sensor size {opened.sensor_size[0]}x{opened.sensor_size[1]}, but the model "
-                         f"expects {c.input_width}x{c.input_height}; crop or resize the events first")
+    opened = fit_source(open_source(source, follow=follow, idle_timeout_s=idle_timeout, **reading), transforms,
+                        (c.input_width, c.input_height))
     label_path = labels or (None if window_us else labels_beside(source))
     segments = read_label_file(label_path) if label_path else None
     options = StreamOptions(dt_us=bundle.dt_us, window_us=window_us, labels=segments, realtime=realtime,
@@ -171,8 +249,6 @@ _stream_options = [
     click.option("--overflow", type=click.Choice(["block", "drop_oldest"]), default="block", show_default=True,
                  help="Live sources: what to do when the pipeline falls behind."),
     click.option("--queue", "queue_packets", type=int, default=64, show_default=True, help="Live-source queue bound."),
-    click.option("--sensor-size", default=None, help="WIDTHxHEIGHT, for sources without a header (UDP, CSV)."),
-    click.option("--format", "event_format", default=None, help="Event file format, when detection cannot tell."),
     click.option("--idle-timeout", type=float, default=2.0, show_default=True,
                  help="Followed files / UDP: end after this many seconds without data."),
 ]
@@ -181,7 +257,7 @@ _stream_options = [
 def _with_stream_options(fn):
     for option in reversed(_stream_options):
         fn = option(fn)
-    return fn
+    return with_event_input(fn)
 
 
 @main.command()
@@ -191,7 +267,7 @@ def _with_stream_options(fn):
 @click.option("--json", "as_json", is_flag=True, help="Per-sample results and the summary as JSON.")
 def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None, window_us: int | None,
         follow: bool, realtime: bool, replay_factor: float, overflow: str, queue_packets: int,
-        sensor_size: str | None, event_format: str | None, idle_timeout: float, as_json: bool) -> None:
+        idle_timeout: float, as_json: bool, **event_input: Any) -> None:
     """Stream SOURCE through a BUNDLE one time step at a time.
 
     SOURCE is an event file, `-` (CSV on stdin), tcp://HOST:PORT or unix:///PATH (DV network
@@ -203,16 +279,19 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
       neurodeploy run bundle/ rec.raw --window-us 300000 --frontend torch --backbone torch
       neurodeploy run bundle/ tcp://127.0.0.1:7777 --overflow drop_oldest
       cat events.csv | neurodeploy run bundle/ - --sensor-size 34x34
+      neurodeploy run bundle/ davis346.aedat4 --downsample 34x34      # a real camera, scaled to the model
+      neurodeploy run bundle/ tcp://127.0.0.1:7777 --crop 156,113,34,34 --denoise-us 10000
     """
     from neurodeploy.bundle import BundleError
+    from neurodeploy.errors import NeurodeployError
     from neurodeploy.events.errors import EventFileError
 
+    console = _stderr_console()
     try:
         stream, label_path = _open_stream(bundle_dir, source, frontend, backbone, labels, window_us, follow,
-                                          realtime, replay_factor, overflow, queue_packets, sensor_size,
-                                          event_format, idle_timeout)
+                                          realtime, replay_factor, overflow, queue_packets, event_input,
+                                          idle_timeout, say=lambda line: click.echo(line, err=True))
         results = []
-        console = _stderr_console()
         for result in stream:
             results.append(result)
             if not as_json:
@@ -222,7 +301,7 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
                            f"spikes {sum(result.spikes_per_layer.values()):8d}{mark}")
             else:
                 console.print(f"sample {result.index} done", end="\r")
-    except (BundleError, EventFileError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (BundleError, EventFileError, NeurodeployError, ValueError, FileNotFoundError, RuntimeError) as err:
         raise _fail(err) from None
     summary = stream.summary()
     summary.update(frontend=frontend, backbone=backbone, labels=str(label_path) if label_path else None)
@@ -243,8 +322,9 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True))
+@with_event_input
 @click.option("--json", "as_json", is_flag=True)
-def inspect(path: str, as_json: bool) -> None:
+def inspect(path: str, as_json: bool, **event_input: Any) -> None:
     """Describe a bundle folder, a NIR file, an ONNX file, a checkpoint or an event file.
 
     \b
@@ -252,11 +332,12 @@ def inspect(path: str, as_json: bool) -> None:
       neurodeploy inspect bundle/
       neurodeploy inspect bundle/backbone_step.onnx
       neurodeploy inspect recording.aedat4
+      neurodeploy inspect davis346.aedat4 --downsample 34x34     # what the model would see
     """
     from neurodeploy.inspection import describe
 
     try:
-        payload = describe(Path(path))
+        payload = describe(Path(path), transforms=transforms_from_cli(event_input), reading=_reading(event_input))
     except Exception as err:  # noqa: BLE001  (every reader's error is the user's answer here)
         raise _fail(err) from None
     if as_json:
@@ -284,8 +365,10 @@ def _print_tree(payload: dict, indent: int = 0) -> None:
 @click.option("--samples", type=int, default=2, show_default=True, help="Synthetic samples when no EVENTS given.")
 @click.option("--steps", type=int, default=20, show_default=True, help="Time steps per sample checked.")
 @click.option("--lava/--no-lava", default=False, show_default=True, help="Include the Lava runtime (slow).")
+@with_event_input
 @click.option("--json", "as_json", is_flag=True)
-def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: bool, as_json: bool) -> None:
+def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: bool, as_json: bool,
+           **event_input: Any) -> None:
     """Run every runtime of BUNDLE on the same events and report parity per layer.
 
     Exit code 3 when a runtime disagrees with the PyTorch reference beyond its tolerance.
@@ -298,9 +381,12 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
     from neurodeploy.bundle import BundleError, load_bundle
     from neurodeploy.verification import verify_bundle
 
+    console = _stderr_console()
     try:
         bundle = load_bundle(bundle_dir)
-        outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava)
+        transforms = _input_transforms(bundle, event_input, lambda line: click.echo(line, err=True))
+        outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava,
+                                transforms=transforms, reading=_reading(event_input))
     except (BundleError, ValueError, FileNotFoundError) as err:
         raise _fail(err) from None
     if as_json:
@@ -351,10 +437,11 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
 @click.option("--max-samples", type=int, default=16, show_default=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
+@with_event_input
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of Markdown.")
 def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: bool, host: str,
            devices_file: str | None, frontend: str, window_us: int | None, max_samples: int, out_dir: str,
-           as_json: bool) -> None:
+           as_json: bool, **event_input: Any) -> None:
     """Spike counts, synaptic operations and estimated energy per sample on hardware targets.
 
     Writes JSON, CSV, Markdown and an HTML report with plots to --output. Energies are
@@ -374,7 +461,9 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
         if compare_all:
             table = load_devices(devices_file)
             targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
-        frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples)
+        transforms = _input_transforms(bundle, event_input, lambda line: None)
+        frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples,
+                                                transforms=transforms, reading=_reading(event_input))
         record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6, name=frontend)
         result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
                               dt_s=bundle.dt_us / 1e6)

@@ -415,15 +415,17 @@ def offline_frames(events: np.ndarray, sensor_size: tuple[int, int], dt_us: int,
 
 
 def stream(bundle: Any, source: str | Iterable[np.ndarray], *, frontend: str = "nir", backbone: str = "onnxruntime",
-           sensor_size: tuple[int, int] | None = None, follow: bool = False, **options: Any) -> StreamRun:
+           sensor_size: tuple[int, int] | None = None, follow: bool = False, transforms: Any = None,
+           **options: Any) -> StreamRun:
     """The Python API of `neurodeploy run`: iterate the returned run for per-sample results.
 
     `bundle` is a Bundle or a bundle folder; `source` an event file path / `-` / address
     (see neurodeploy.sources) or an iterable of event packets (then `sensor_size` is needed).
-    `options` are StreamOptions fields; `dt_us` defaults to the bundle's.
+    `transforms` (`events.transforms.Transforms`) fits the sensor to the model; None applies the
+    ones the bundle recorded at export. `options` are StreamOptions fields; `dt_us` defaults to the bundle's.
     """
     from neurodeploy.bundle import Bundle, load_bundle
-    from neurodeploy.sources import labels_beside, open_source, read_label_file
+    from neurodeploy.sources import OpenedSource, fit_source, labels_beside, open_source, read_label_file
 
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
@@ -437,6 +439,10 @@ def stream(bundle: Any, source: str | Iterable[np.ndarray], *, frontend: str = "
         if sensor_size is None:
             raise ValueError("a packet iterable carries no sensor size: pass sensor_size=(width, height)")
         packets, size, live = source, tuple(sensor_size), False
+    c = bundle.config
+    fitted = fit_source(OpenedSource(packets, size, live, source if isinstance(source, str) else "<packets>"),
+                        bundle.transforms if transforms is None else transforms, (c.input_width, c.input_height))
+    packets, size = fitted.packets, fitted.sensor_size
     if isinstance(options.get("labels"), list):
         options["labels"] = tuple(options["labels"])
     return StreamRun(bundle.frontend_runtime(frontend), bundle.backbone_runtime(backbone), packets, size,

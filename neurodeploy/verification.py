@@ -19,19 +19,19 @@ BACKBONE_TOLERANCE = 1e-4
 LAVA_MIN_AGREEMENT = 0.99
 
 
-def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, seed: int = 0) -> tuple[torch.Tensor, str]:
-    """(N, T, 2, H, W) frames: consecutive windows of `steps` bins of an event file, or synthetic counts."""
+def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, seed: int = 0, *,
+                  transforms=None, reading: dict | None = None) -> tuple[torch.Tensor, str]:
+    """(N, T, 2, H, W) frames: consecutive windows of `steps` bins of an event file (read with
+    `reading`, fitted by `transforms`: see sources.load_fitted), or synthetic counts."""
     c = bundle.config
     if events is None:
         generator = torch.Generator().manual_seed(seed)
         shape = (samples, steps, c.input_channels, c.input_height, c.input_width)
         return torch.poisson(torch.full(shape, 0.1), generator=generator), f"synthetic Poisson counts, seed {seed}"
-    from neurodeploy.events import load
     from neurodeploy.events.binning import to_frames_dt
+    from neurodeploy.sources import load_fitted
 
-    recording = load(events)
-    if recording.sensor_size != (c.input_width, c.input_height):
-        raise ValueError(f"{events}: sensor size {recording.sensor_size}, the model expects {(c.input_width, c.input_height)}")
+    recording = load_fitted(events, transforms, (c.input_width, c.input_height), **(reading or {}))
     frames = to_frames_dt(recording.events, recording.sensor_size, bundle.dt_us, dtype=np.float32)
     usable = (frames.shape[0] // steps) * steps
     if usable == 0:
@@ -55,8 +55,8 @@ def step_layers(runtime, frames: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2, steps: int = 20,
-                  include_lava: bool = False) -> dict[str, Any]:
-    frames, description = sample_frames(bundle, events, samples, steps)
+                  include_lava: bool = False, transforms=None, reading: dict | None = None) -> dict[str, Any]:
+    frames, description = sample_frames(bundle, events, samples, steps, transforms=transforms, reading=reading)
     model = bundle.model()
     reference = step_layers(bundle.frontend_runtime("torch"), frames)
     outcome: dict[str, Any] = {"inputs": description, "frontend": {}, "backbone": {}}

@@ -361,6 +361,21 @@ def size_mismatch_hint(sensor_size: Size, model_size: Size) -> str:
     return "pass " + "; ".join(hints)
 
 
+class SensorSizeError(NeurodeployError, ValueError):
+    """Events (after any transforms) of another size than the model's input; names the flags that fit them."""
+
+
+def check_fits(name: str, raw_size: Size, transforms: Transforms, model_size: Size) -> None:
+    """Refuse events whose size after `transforms` is not the model's input, naming the flags that fit."""
+    size = transforms.output_size(raw_size)
+    if tuple(size) == tuple(model_size):
+        return
+    after = f" ({transforms.describe()} makes it {size[0]}x{size[1]})" if transforms else ""
+    raise SensorSizeError(f"{name}: sensor size {raw_size[0]}x{raw_size[1]}{after}, but the model expects "
+                          f"{model_size[0]}x{model_size[1]}; " + size_mismatch_hint(raw_size, model_size)
+                          + (" instead" if transforms else ""))
+
+
 class TransformedSource:
     """A packet source with a transform chain applied to each packet (files and live sources alike).
 

@@ -12,19 +12,16 @@ from neurodeploy.report.record import SpikeRecord
 
 
 def frames_of_samples(bundle, events_path: str | Path, *, window_us: int | None = None, max_samples: int = 16,
-                      labels_path: str | Path | None = None) -> tuple[torch.Tensor, str]:
+                      labels_path: str | Path | None = None, transforms=None,
+                      reading: dict | None = None) -> tuple[torch.Tensor, str]:
     """The event file cut into samples (labels file, fixed windows, or the whole recording), binned at
     the bundle's dt, as one batch `(N, T, 2, H, W)`. Samples shorter than the longest keep their
     length: the batch is cut to the shortest sample's T, and the description says so."""
-    from neurodeploy.events import load
-    from neurodeploy.sources import labels_beside, read_label_file
+    from neurodeploy.sources import labels_beside, load_fitted, read_label_file
     from neurodeploy.stream import offline_frames
 
-    recording = load(events_path)
     c = bundle.config
-    if recording.sensor_size != (c.input_width, c.input_height):
-        raise ReportError(f"{events_path}: sensor size {recording.sensor_size}, the model expects "
-                          f"{(c.input_width, c.input_height)}")
+    recording = load_fitted(events_path, transforms, (c.input_width, c.input_height), **(reading or {}))
     events = recording.events
     if len(events) == 0:
         raise ReportError(f"{events_path}: holds no events; a report needs a run over events")
@@ -45,6 +42,8 @@ def frames_of_samples(bundle, events_path: str | Path, *, window_us: int | None 
     cut = sum(f.shape[0] - steps for f in per_sample)
     frames = torch.from_numpy(np.stack([f[:steps] for f in per_sample]))
     description = f"{len(spans)} sample(s) from {events_path} ({how}), {steps} bins of {bundle.dt_us} us each"
+    if transforms:
+        description += f"; input transforms: {transforms.describe()}"
     if cut:
         description += f"; {cut} trailing bin(s) of longer samples left out to batch them at one length"
     return frames, description
