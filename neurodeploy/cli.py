@@ -36,10 +36,11 @@ def _fail(err: Exception) -> click.ClickException:
     return click.ClickException(str(err))
 
 
-def _stderr_console():
+def _stderr_console(quiet: bool = False):
+    """Progress and notes on stderr; silent under --json (`quiet`) and, by rich, when not a terminal."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, quiet=quiet)
 
 
 # -- event input, on every command that reads events: how to read the file, how to fit the sensor --
@@ -166,10 +167,19 @@ def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
 @click.option("--artifacts", default="nir,netx,onnx", show_default=True,
               help="Comma-separated subset of nir, netx, onnx.")
 @click.option("--netx-weight-scale", type=float, default=None, help="Fixed weight scale for netx quantization.")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Event file (labelled, or cut in --calibration-window-us windows) the parity figures and the "
+                   "--pool-rewrite effect are measured on (read through the transform flags). Default: synthetic "
+                   "samples, and the export says so.")
+@click.option("--calibration-window-us", type=int, default=None, help="Cut --calibration into windows of this length.")
+@click.option("--calibration-samples", type=int, default=8, show_default=True)
+@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 @with_transforms
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | None, pool_rewrite: str | None,
-           artifacts: str, netx_weight_scale: float | None, as_json: bool, **transform_flags: Any) -> None:
+           artifacts: str, netx_weight_scale: float | None, calibration: str | None,
+           calibration_window_us: int | None, calibration_samples: int, force: bool, as_json: bool,
+           **transform_flags: Any) -> None:
     """Export CHECKPOINT to a deployment bundle folder.
 
     \b
@@ -183,22 +193,39 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
     with in the bundle; `run`, `verify` and `report` then apply it unless given others.
     """
     from neurodeploy import bundle as bundle_mod
+    from neurodeploy.errors import NeurodeployError
     from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, checkpoint_metadata
 
     if dt_us is None:
         saved = checkpoint_metadata(checkpoint).get("dt_us") if checkpoint.endswith(".safetensors") else None
         dt_us = int(saved) if saved else 1000
-    console = _stderr_console()
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise _fail(ValueError(f"{out_dir}: exists and is not empty; pass --force to replace it, or choose another "
+                               "--output folder"))
+    console = _stderr_console(quiet=as_json)
     try:
+        transforms = transforms_from_cli(transform_flags)
         options = bundle_mod.ExportOptions(
             dt_us=dt_us, artifacts=tuple(a.strip() for a in artifacts.split(",") if a.strip()),
             pool_rewrite=pool_rewrite, netx_weight_scale=netx_weight_scale,
-            transforms=tuple(transforms_from_cli(transform_flags).to_list()),
+            transforms=tuple(transforms.to_list()),
         )
+        frames, described = None, None
+        if calibration is not None:
+            from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
+            from neurodeploy.report.from_events import frames_of_file
+
+            _, model_config = load_checkpoint(checkpoint, config=config_path)
+            frames, described = frames_of_file(calibration, (model_config.input_width, model_config.input_height),
+                                               dt_us, window_us=calibration_window_us,
+                                               max_samples=calibration_samples, transforms=transforms)
+            described = f"calibration file {described}"
         with console.status("exporting") as status:
-            result = bundle_mod.export(checkpoint, out_dir, options, config=config_path,
-                                       progress=lambda message: status.update(message))
-    except (CheckpointError, bundle_mod.BundleError, ValueError) as err:
+            result = bundle_mod.export(checkpoint, out_dir, options, config=config_path, sample_frames=frames,
+                                       sample_description=described, progress=lambda message: status.update(message),
+                                       force=force)
+    except (CheckpointError, bundle_mod.BundleError, NeurodeployError, ValueError, FileNotFoundError) as err:
         raise _fail(err) from None
     manifest = result.manifest
     if as_json:
@@ -393,6 +420,9 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
         _echo_json(outcome)
     else:
         _print_tree(outcome)
+        if not bundle.has("frontend_nir"):
+            click.echo("front-end: not verified (no NIR in this bundle)")
+        click.echo(f"checked: {', '.join(outcome['checked']) or 'nothing (the bundle holds only the PyTorch model)'}")
     if not outcome["passed"]:
         sys.exit(EXIT_PARITY)
 

@@ -75,12 +75,20 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
         ok = all(a >= required for a in agreement.values()) and set(agreement) == set(reference)
         passed &= ok
         outcome["frontend"][kind] = {"agreement_per_layer": agreement, "required": required, "passed": ok}
+    if not bundle.has("frontend_nir"):
+        outcome["frontend"]["nir"] = "not verified (no NIR in this bundle)"
+    if not include_lava and bundle.has("frontend_netx"):
+        outcome["frontend"]["lava"] = "not verified (pass --lava to include the Lava runtime)"
+    elif not bundle.has("frontend_netx"):
+        outcome["frontend"]["lava"] = "not verified (no netx front-end in this bundle)"
     for name, reason in bundle.manifest["skipped"].items():
         outcome["frontend"].setdefault("not_in_bundle", {})[name] = reason
 
     spikes = reference["lif3"] if "lif3" in reference else list(reference.values())[-1]
     with torch.no_grad():
         offline = model.backbone_forward(spikes)
+    if not bundle.has("backbone_step"):
+        outcome["backbone"]["onnxruntime"] = "not verified (no ONNX backbone in this bundle)"
     for kind in ("onnxruntime",) if bundle.has("backbone_step") else ():
         runtime = bundle.backbone_runtime(kind)
         runtime.reset(frames.shape[0])
@@ -99,6 +107,10 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
                                      "max_abs_full_graph_logit_diff": full, "tolerance": BACKBONE_TOLERANCE,
                                      "passed": ok}
     outcome["passed"] = bool(passed)
+    outcome["checked"] = [f"frontend {k}" for k in kinds] + [f"backbone {k}" for k, v in outcome["backbone"].items()
+                                                             if isinstance(v, dict)]
+    if not outcome["checked"]:
+        outcome["passed_note"] = "nothing to compare: the bundle holds only the PyTorch model"
     return outcome
 
 
