@@ -250,7 +250,9 @@ def _open_stream(bundle_dir: str, source: str, frontend: str, backbone: str, lab
     from neurodeploy.stream import StreamOptions, StreamRun
 
     bundle = load_bundle(bundle_dir)
-    transforms = _input_transforms(bundle, event_input, say or (lambda line: None))
+    say = say or (lambda line: None)
+    frontend, backbone = _pick_runtimes(bundle, frontend, backbone, say)
+    transforms = _input_transforms(bundle, event_input, say)
     reading = _reading(event_input)
     c = bundle.config
     opened = fit_source(open_source(source, follow=follow, idle_timeout_s=idle_timeout, **reading), transforms,
@@ -260,13 +262,31 @@ def _open_stream(bundle_dir: str, source: str, frontend: str, backbone: str, lab
     options = StreamOptions(dt_us=bundle.dt_us, window_us=window_us, labels=segments, realtime=realtime,
                             replay_factor=replay_factor, overflow=overflow, queue_packets=queue_packets)
     run = StreamRun(bundle.frontend_runtime(frontend), bundle.backbone_runtime(backbone), opened.packets,
-                    opened.sensor_size, options, live=opened.live)
-    return run, label_path
+                    opened.sensor_size, options, live=opened.live, warn=lambda message: click.echo(
+                        f"WARNING: {message}", err=True))
+    return run, label_path, frontend, backbone
+
+
+def _pick_runtimes(bundle, frontend: str | None, backbone: str | None, say) -> tuple[str, str]:
+    """The best runtimes the bundle has, when none is named: NIR front-end if present, else torch;
+    the onnxruntime backbone if present, else torch. Says which."""
+    chosen = []
+    if frontend is None:
+        frontend = "nir" if bundle.has("frontend_nir") else "torch"
+        chosen.append(f"front-end {frontend}" + ("" if frontend == "nir" else " (no NIR in this bundle)"))
+    if backbone is None:
+        backbone = "onnxruntime" if bundle.has("backbone_step") else "torch"
+        chosen.append(f"backbone {backbone}" + ("" if backbone == "onnxruntime" else " (no ONNX in this bundle)"))
+    if chosen:
+        say("runtimes: " + ", ".join(chosen) + " (the best this bundle has; --frontend / --backbone choose others)")
+    return frontend, backbone
 
 
 _stream_options = [
-    click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True),
-    click.option("--backbone", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True),
+    click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default=None,
+                 show_default="nir if the bundle has it, else torch"),
+    click.option("--backbone", type=click.Choice(["onnxruntime", "torch"]), default=None,
+                 show_default="onnxruntime if the bundle has it, else torch"),
     click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="CSV t_start_us,t_end_us,label delimiting samples (default: SOURCE.labels.csv if present)."),
     click.option("--window-us", type=int, default=None, help="Delimit samples by fixed time windows instead."),
@@ -313,38 +333,59 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
     from neurodeploy.errors import NeurodeployError
     from neurodeploy.events.errors import EventFileError
 
-    console = _stderr_console()
+    console = _stderr_console(quiet=as_json)
+    interrupted = False
     try:
-        stream, label_path = _open_stream(bundle_dir, source, frontend, backbone, labels, window_us, follow,
-                                          realtime, replay_factor, overflow, queue_packets, event_input,
-                                          idle_timeout, say=lambda line: click.echo(line, err=True))
+        stream, label_path, frontend, backbone = _open_stream(
+            bundle_dir, source, frontend, backbone, labels, window_us, follow, realtime, replay_factor, overflow,
+            queue_packets, event_input, idle_timeout, say=None if as_json else lambda line: click.echo(line, err=True))
         results = []
-        for result in stream:
-            results.append(result)
-            if not as_json:
-                mark = "" if result.label is None else ("  ok" if result.correct else f"  WRONG (label {result.label})")
-                click.echo(f"sample {result.index:3d}  [{result.t_start_us / 1e6:8.3f}s, {result.t_end_us / 1e6:8.3f}s)  "
-                           f"pred {result.prediction:2d}  p={max(result.scores):.2f}  steps {result.n_steps:4d}  "
-                           f"spikes {sum(result.spikes_per_layer.values()):8d}{mark}")
-            else:
-                console.print(f"sample {result.index} done", end="\r")
+        try:
+            for result in stream:
+                results.append(result)
+                if not as_json:
+                    # times relative to the recording's first event (epoch-stamped cameras print readably)
+                    t0 = stream.stats.first_t_us or 0
+                    mark = "" if result.label is None else ("  ok" if result.correct else f"  WRONG (label {result.label})")
+                    click.echo(f"sample {result.index:3d}  [{(result.t_start_us - t0) / 1e6:8.3f}s, "
+                               f"{(result.t_end_us - t0) / 1e6:8.3f}s)  pred {result.prediction:2d}  "
+                               f"p={max(result.scores):.2f}  steps {result.n_steps:4d}  "
+                               f"spikes {sum(result.spikes_per_layer.values()):8d}{mark}")
+                else:
+                    console.print(f"sample {result.index} done", end="\r")
+        except KeyboardInterrupt:  # Ctrl-C: stop reading, still report what was done
+            interrupted = True
     except (BundleError, EventFileError, NeurodeployError, ValueError, FileNotFoundError, RuntimeError) as err:
         raise _fail(err) from None
     summary = stream.summary()
-    summary.update(frontend=frontend, backbone=backbone, labels=str(label_path) if label_path else None)
+    summary.update(frontend=frontend, backbone=backbone, labels=str(label_path) if label_path else None,
+                   interrupted=interrupted)
     if as_json:
-        _echo_json({"summary": summary, "samples": [r.to_dict() for r in results]})
+        _echo_json({"summary": summary, "samples": [r.to_dict() for r in stream.results]})
         return
     lat = summary["step_latency_us"]
     acc = summary["accuracy"]
     click.echo(f"{summary['samples']} samples, {summary['steps']} steps of {summary['dt_us']} us"
                + (f", accuracy {acc:.1%}" if acc is not None else ""))
     if lat["p50"] is not None:
+        from neurodeploy.realtime import describe
+
         click.echo(f"per-step latency p50 {lat['p50']:.0f} us, p95 {lat['p95']:.0f} us, p99 {lat['p99']:.0f} us; "
-                   f"real-time factor {summary['real_time_factor']:.1f}x")
+                   f"{describe(summary['real_time_factor'])}")
     click.echo(f"events {summary['events_received']:,} in {summary['packets_received']} packets; dropped "
                f"{summary['packets_dropped']} packets ({summary['events_dropped']} events); outside samples "
                f"{summary['events_outside_samples']}")
+    source_stats = summary["source"]
+    click.echo(f"events lost on the way: {summary['events_lost']:,} (overflow drops {summary['events_dropped']:,}, "
+               f"out of bounds {source_stats.get('out_of_bounds', 0):,}); transport: "
+               f"{source_stats.get('packets_lost', 0)} packets, {source_stats.get('bytes_lost', 0)} bytes lost"
+               + (f"; removed by the input transforms {summary['events_removed_by_transforms']:,}"
+                  if summary["events_removed_by_transforms"] else ""))
+    if summary["backlog_warnings"]:
+        click.echo(f"the pipeline fell behind the live source: up to {summary['max_backlog_packets']} packets "
+                   f"queued, {summary['max_lag_s']:.2f} s behind")
+    if interrupted:
+        click.echo("interrupted (Ctrl-C): the figures above cover the samples finished before it")
 
 
 @main.command()

@@ -27,6 +27,7 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     from neurodeploy.bundle import ExportOptions, export
     from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
+    from neurodeploy.realtime import describe
     from neurodeploy.report import build_report, write_report
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
     from neurodeploy.sources import read_label_file
@@ -68,17 +69,17 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
     summary = run.summary()
     lat = summary["step_latency_us"]
     say(f"accuracy {summary['accuracy']:.0%} ({sum(bool(r.correct) for r in results)}/{len(results)}); "
-        f"per-step latency p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us; real-time factor "
-        f"{summary['real_time_factor']:.1f}x")
+        f"per-step latency p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us; {describe(summary['real_time_factor'])}")
 
     frames, description = frames_of_samples(bundle, recording)
     record = record_frontend_run(bundle.frontend_runtime("nir"), frames, dt_s=dt_us / 1e6, name="nir")
     report = build_report(bundle.model(), record, targets=("loihi", "spinnaker2"), host="cpu", dt_s=dt_us / 1e6)
     paths = write_report(report, out_dir / "report")
     say(f"energy report ({description}): {paths['html']}")
-    for target in ("loihi", "spinnaker2"):
+    energy_per_sample_j = {target: report.total_energy_j(target) for target in ("loihi", "spinnaker2")}
+    for target, joules in energy_per_sample_j.items():  # total_energy_j is already per sample: the report's figure
         say(f"  estimated energy per sample, front-end on {target} + backbone on cpu: "
-            f"{report.total_energy_j(target) / frames.shape[0] * 1e6:.1f} uJ (estimate; sources in the report)")
+            f"{joules * 1e6:.1f} uJ (estimate; sources in the report)")
     return {
         "bundle": str(bundle.directory),
         "frontend": frontend,
@@ -86,5 +87,6 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
         "summary": summary,
         "recorded_accuracy": float(meta["accuracy"]),
         "report": {k: str(v) for k, v in paths.items()},
+        "energy_per_sample_j": energy_per_sample_j,
         "seconds": time.perf_counter() - started,
     }

@@ -34,11 +34,15 @@ import torch
 
 from neurodeploy.events.binning import to_frames_dt
 from neurodeploy.events.synthetic import LabelSegment
+from neurodeploy.events.transforms import TransformedSource
+from neurodeploy.realtime import real_time_factor
 from neurodeploy.events.types import EVENT_DTYPE
 from neurodeploy.runtimes.frontend_runtime import BackboneRuntime, FrontendRuntime
 
 Overflow = Literal["block", "drop_oldest"]
 _END = object()
+BACKLOG_LAG_S = 1.0  # a live packet older than this when taken: the pipeline is behind
+BACKLOG_WARN_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,11 @@ class StreamStats:
     step_latency_us: list[float] = field(default_factory=list)
     decision_latency_us: list[float] = field(default_factory=list)
     source: dict[str, int] = field(default_factory=dict)
+    max_backlog_packets: int = 0  # live: packets waiting in the queue, at most
+    max_lag_s: float = 0.0  # live: age of a packet when the pipeline took it, at most
+    backlog_warnings: int = 0
+    events_removed_by_transforms: int = 0
+    first_t_us: int | None = None  # the first event's timestamp: the recording's start
 
     def summary(self, dt_us: int, results: list[SampleResult]) -> dict[str, Any]:
         lat = np.asarray(self.step_latency_us, dtype=np.float64)
@@ -125,9 +134,17 @@ class StreamStats:
             "step_latency_us": _percentiles(lat),
             "decision_latency_us": _percentiles(np.asarray(self.decision_latency_us, dtype=np.float64)),
             "wall_s": self.wall_s,
-            # > 1 means faster than real time: simulated seconds per second of compute
-            "real_time_factor": (simulated_s / self.compute_s) if self.compute_s > 0 else None,
+            # recorded time / wall time of processing (neurodeploy.realtime): > 1 is faster than real time
+            "real_time_factor": real_time_factor(simulated_s, self.compute_s),
             "source": dict(self.source),
+            "max_backlog_packets": self.max_backlog_packets,
+            "max_lag_s": self.max_lag_s,
+            "backlog_warnings": self.backlog_warnings,
+            # events that did not reach the model: dropped on overflow, or by the source (out of bounds, by
+            # request); packets / bytes the transport lost are in source.packets_lost / bytes_lost
+            "events_lost": self.events_dropped + int(self.source.get("out_of_bounds", 0)),
+            "events_removed_by_transforms": self.events_removed_by_transforms,
+            "first_t_us": self.first_t_us,
         }
         return out
 
@@ -148,19 +165,25 @@ class _Queued:
         self.stats = stats
         self.queue: queue.Queue = queue.Queue(maxsize=options.queue_packets)
         self.error: BaseException | None = None
+        self.full_events = 0  # puts that found the queue full (blocked, or dropped the oldest)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._pump, name="neurodeploy-source", daemon=True)
         self._thread.start()
 
     def _put(self, item: Any) -> None:
         if self.options.overflow == "block" or item is _END:
-            self.queue.put(item)
+            try:
+                self.queue.put_nowait(item)
+            except queue.Full:
+                self.full_events += 1
+                self.queue.put(item)
             return
         while True:
             try:
                 self.queue.put_nowait(item)
                 return
             except queue.Full:
+                self.full_events += 1
                 try:
                     dropped = self.queue.get_nowait()
                 except queue.Empty:
@@ -207,8 +230,11 @@ class StreamRun:
         options: StreamOptions,
         *,
         live: bool = False,
+        warn: Any = None,
     ):
         self.frontend = frontend
+        # live sources that fall behind are reported through `warn(message)` (default: warnings.warn)
+        self.warn = warn or (lambda message: __import__("warnings").warn(message, RuntimeWarning, stacklevel=3))
         self.backbone = backbone
         self.source = source
         self.sensor_size = tuple(sensor_size)
@@ -222,7 +248,9 @@ class StreamRun:
         if self.live:
             queued = _Queued(self.source, self.options, self.stats)
             try:
-                yield from queued
+                for arrival, packet in queued:
+                    self._watch_backlog(queued, arrival)
+                    yield arrival, packet
             finally:
                 queued.stop()
             return
@@ -237,6 +265,26 @@ class StreamRun:
                     time.sleep(delay)
             yield time.perf_counter(), packet
 
+    def _watch_backlog(self, queued: _Queued, arrival: float) -> None:
+        """A live source that the pipeline cannot keep up with: say so, with the backlog, at most every
+        BACKLOG_WARN_EVERY_S, and suggest dropping instead of falling further behind."""
+        backlog = queued.queue.qsize()
+        lag = time.perf_counter() - arrival
+        self.stats.max_backlog_packets = max(self.stats.max_backlog_packets, backlog)
+        self.stats.max_lag_s = max(self.stats.max_lag_s, lag)
+        full = queued.full_events > getattr(self, "_full_seen", 0)  # the queue filled up since the last look
+        self._full_seen = queued.full_events
+        behind = lag > BACKLOG_LAG_S or full
+        now = time.monotonic()
+        if behind and now - getattr(self, "_last_warning", -math.inf) >= BACKLOG_WARN_EVERY_S:
+            self._last_warning = now
+            self.stats.backlog_warnings += 1
+            advice = ("pass --overflow drop_oldest to drop the oldest packets (counted) and stay current"
+                      if self.options.overflow == "block" else
+                      f"dropping the oldest packets ({self.stats.packets_dropped} so far, counted)")
+            self.warn(f"the pipeline is falling behind the live source: {backlog} packets queued "
+                      f"(bound {self.options.queue_packets}), the packet taken now arrived {lag:.2f} s ago; {advice}")
+
     # -- the loop -----------------------------------------------------------------------
     def __iter__(self) -> Iterator[SampleResult]:
         start = time.perf_counter()
@@ -247,6 +295,8 @@ class StreamRun:
             source_stats = getattr(self.source, "stats", None)
             if source_stats is not None and hasattr(source_stats, "as_dict"):
                 self.stats.source = source_stats.as_dict()
+            if isinstance(self.source, TransformedSource):
+                self.stats.events_removed_by_transforms = self.source.events_in - self.source.events_out
 
     def _segments(self, first_t: int) -> Iterator[tuple[int, int | None, int | None]]:
         """(start, end or None for open-ended, label) of each sample."""
@@ -271,6 +321,7 @@ class StreamRun:
             self.stats.events_received += len(packet)
             while len(packet):
                 if segments is None:
+                    self.stats.first_t_us = int(packet["t"][0])
                     segments = self._segments(int(packet["t"][0]))
                     pending_segment = next(segments, None)
                 if sample is None:
