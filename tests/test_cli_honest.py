@@ -19,12 +19,8 @@ from neurodeploy.model.mamba_spike.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
-def small_bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("b") / "bundle"
-    result = CliRunner().invoke(main, ["export", str(asset_path(ASSET_CHECKPOINT)), "-o", str(out),
-                                       "--artifacts", "onnx"])
-    assert result.exit_code == 0, result.output
-    return out
+def small_bundle(shipped_onnx_bundle):
+    return shipped_onnx_bundle
 
 
 @pytest.fixture(scope="module")

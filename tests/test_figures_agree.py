@@ -16,12 +16,8 @@ from neurodeploy.stream import StreamOptions, StreamRun, StreamStats
 
 
 @pytest.fixture(scope="module")
-def onnx_bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("b") / "bundle"
-    result = CliRunner().invoke(main, ["export", str(asset_path(ASSET_CHECKPOINT)), "-o", str(out),
-                                       "--artifacts", "onnx"])
-    assert result.exit_code == 0, result.output
-    return out
+def onnx_bundle(shipped_onnx_bundle):
+    return shipped_onnx_bundle
 
 
 def test_one_real_time_factor_definition():
