@@ -4,7 +4,6 @@ import dataclasses
 import json
 import stat
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 import neurodeploy.events as E
 from neurodeploy.bundle import load_bundle
 from neurodeploy.cli import main
-from neurodeploy.demo import ASSET_CHECKPOINT, ASSET_RECORDING, asset_path
+from neurodeploy.demo import ASSET_RECORDING, asset_path
 from neurodeploy.realtime import real_time_factor, real_time_factor_of_steps
 from neurodeploy.report.latency import measured_latency
 from neurodeploy.stream import StreamOptions, StreamRun, StreamStats

@@ -3,7 +3,6 @@
 with transform flags, every sample's prediction and spike counts equal the offline model's on the
 transformed events. The scene is the shipped labelled recording placed (or scaled) into the larger
 sensor, with uniform background activity over the whole sensor, as a camera sees noise."""
-import os
 import socket
 import subprocess
 import sys
