@@ -80,9 +80,14 @@ def _onnx(path: Path) -> dict[str, Any]:
 def _checkpoint(path: Path) -> dict[str, Any]:
     from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
 
+    from neurodeploy.model.mamba_spike.provenance import checkpoint_facts
+
     model, config = load_checkpoint(path)
-    return {"kind": "checkpoint", "path": str(path), "parameters": sum(p.numel() for p in model.parameters()),
-            "config": config.to_dict()}
+    facts = checkpoint_facts(path)
+    return {"kind": "checkpoint", "path": str(path), "detected": facts["kind"],
+            "dt_us": facts["dt_us"], "dt_source": facts["dt_source"],
+            "recorded_accuracy": facts["recorded_accuracy"],
+            "parameters": sum(p.numel() for p in model.parameters()), "config": config.to_dict()}
 
 
 def _events(path: Path, transforms, reading: dict[str, Any]) -> dict[str, Any]:
