@@ -1,7 +1,14 @@
 """The `neurodeploy` command line.
 
-Exit codes: 0 success; 1 an error with a message (bad input, a refused bundle); 2 wrong usage
-(click); 3 `verify` found runtimes that disagree beyond their tolerance.
+Exit codes: 0 success; 1 an error with a message (bad input, a refused bundle, a path that does
+not exist or is the wrong kind); 2 wrong usage (click: an unknown option, a malformed value);
+3 `verify` found runtimes that disagree beyond their tolerance.
+
+Errors are handled in one place, `_Cli.invoke`: a `NeurodeployError` (every error the toolkit
+raises on purpose) becomes exit code 1 and its message on stderr, or the JSON object
+`{"error": message, "type": class name}` on stdout under `--json`; anything else is a bug,
+reported as its message plus where to report it, exit code 1. `neurodeploy --debug ...` shows
+the full traceback instead.
 """
 from __future__ import annotations
 
@@ -14,8 +21,56 @@ from typing import Any
 import click
 
 from neurodeploy import __version__
+from neurodeploy.errors import NeurodeployError
 
 EXIT_PARITY = 3
+EXIT_ERROR = 1
+REPORT_BUGS_AT = "the neurodeploy issue tracker (include the command, `neurodeploy --version` and this message)"
+_JSON = "neurodeploy.json"  # ctx.meta keys, shared by the group's context and the command's
+_DEBUG = "neurodeploy.debug"
+
+
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    # eager: noted before the other parameters are checked, so their errors come out as JSON too
+    ctx.meta[_JSON] = bool(value)
+    return value
+
+
+def json_option(help: str = "Machine-readable output.") -> Any:
+    """The `--json` flag of a command; the error handler answers in JSON when it is given."""
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, expose_value=True,
+                        callback=_remember_json, help=help)
+
+
+class _Cli(click.Group):
+    """The group that turns every error of a command into one message and exit code 1 (module docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.BadParameter as err:
+            if not isinstance(err.param.type if err.param else None, click.Path):
+                raise  # wrong usage: click's own message and exit code 2
+            self._exit(ctx, err.format_message(), "PathError")
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except NeurodeployError as err:
+            if ctx.meta.get(_DEBUG):
+                raise
+            self._exit(ctx, str(err), type(err).__name__)
+        except Exception as err:  # noqa: BLE001  (a bug: said as such, with the traceback under --debug)
+            if ctx.meta.get(_DEBUG):
+                raise
+            self._exit(ctx, f"{type(err).__name__}: {err}\nthis is a bug, please report it at {REPORT_BUGS_AT} "
+                       "(run with `neurodeploy --debug ...` for the traceback)", "InternalError")
+
+    @staticmethod
+    def _exit(ctx: click.Context, message: str, kind: str) -> None:
+        if ctx.meta.get(_JSON):
+            click.echo(json.dumps({"error": message, "type": kind}))
+        else:
+            click.echo(f"Error: {message}", err=True)
+        ctx.exit(EXIT_ERROR)
 
 
 def _echo_json(payload: Any) -> None:
@@ -30,10 +85,6 @@ def _sensor_size(value: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise click.BadParameter(f"{value!r}; expected WIDTHxHEIGHT, e.g. 34x34") from None
     return width, height
-
-
-def _fail(err: Exception) -> click.ClickException:
-    return click.ClickException(str(err))
 
 
 def _stderr_console(quiet: bool = False):
@@ -101,24 +152,11 @@ def _reading(params: dict) -> dict:
             "non_monotonic": params.get("non_monotonic", "error")}
 
 
-def _input_transforms(bundle, params: dict, say):
-    """The flags' transforms, else those the bundle recorded at export; says which."""
-    given = transforms_from_cli(params)
-    recorded = bundle.transforms if bundle is not None else given
-    if given:
-        if recorded and recorded != given:
-            say(f"input transforms: {given.describe()} (from the flags, instead of the bundle's {recorded.describe()})")
-        else:
-            say(f"input transforms: {given.describe()}")
-        return given
-    if recorded:
-        say(f"input transforms: {recorded.describe()} (recorded in the bundle at export; transform flags replace them)")
-    return recorded
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="neurodeploy")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Deploy Mamba-Spike models: spiking front-end to NIR / Lava, SSM backbone to ONNX,
     streaming inference on DVS events, and spike / energy reports.
 
@@ -130,24 +168,21 @@ def main() -> None:
       neurodeploy verify bundle/ recording.raw
       neurodeploy inspect bundle/
     """
+    ctx.meta[_DEBUG] = debug
 
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="JSON model config, for a bare state_dict file.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Machine-readable output.")
 def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
     """Load CHECKPOINT (own, reference v1/v2 or bare state_dict) and describe the model."""
-    from neurodeploy.errors import NeurodeployError
-    from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, load_checkpoint
+    from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
     from neurodeploy.model.mamba_spike.provenance import checkpoint_facts
 
-    try:
-        model, config = load_checkpoint(checkpoint, config=config_path)
-        facts = checkpoint_facts(checkpoint)
-    except (CheckpointError, NeurodeployError) as err:
-        raise _fail(err) from None
+    model, config = load_checkpoint(checkpoint, config=config_path)
+    facts = checkpoint_facts(checkpoint)
     n_params = sum(p.numel() for p in model.parameters())
     payload = {"checkpoint": checkpoint, **facts, "config": dataclasses.asdict(config), "parameters": n_params}
     if as_json:
@@ -181,7 +216,7 @@ def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
 @click.option("--calibration-samples", type=int, default=8, show_default=True)
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 @with_transforms
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@json_option("Print the manifest as JSON.")
 def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | None, pool_rewrite: str | None,
            artifacts: str, netx_weight_scale: float | None, calibration: str | None,
            calibration_window_us: int | None, calibration_samples: int, force: bool, as_json: bool,
@@ -199,44 +234,34 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
     with in the bundle; `run`, `verify` and `report` then apply it unless given others.
     """
     from neurodeploy import bundle as bundle_mod
-    from neurodeploy.errors import NeurodeployError
-    from neurodeploy.model.mamba_spike.checkpoint import CheckpointError
+    from neurodeploy.model.mamba_spike.provenance import checkpoint_facts
 
     if dt_us is None:
-        from neurodeploy.model.mamba_spike.provenance import checkpoint_facts
-
-        try:
-            dt_us = checkpoint_facts(checkpoint)["dt_us"] or 1000
-        except (CheckpointError, NeurodeployError) as err:
-            raise _fail(err) from None
+        dt_us = checkpoint_facts(checkpoint)["dt_us"] or 1000
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise _fail(ValueError(f"{out_dir}: exists and is not empty; pass --force to replace it, or choose another "
-                               "--output folder"))
+        raise bundle_mod.BundleError(f"{out_dir}: exists and is not empty; pass --force to replace it, or choose "
+                                     "another --output folder")
     console = _stderr_console(quiet=as_json)
-    try:
-        transforms = transforms_from_cli(transform_flags)
-        options = bundle_mod.ExportOptions(
-            dt_us=dt_us, artifacts=tuple(a.strip() for a in artifacts.split(",") if a.strip()),
-            pool_rewrite=pool_rewrite, netx_weight_scale=netx_weight_scale,
-            transforms=tuple(transforms.to_list()),
-        )
-        frames, described = None, None
-        if calibration is not None:
-            from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
-            from neurodeploy.report.from_events import frames_of_file
+    transforms = transforms_from_cli(transform_flags)
+    options = bundle_mod.ExportOptions(
+        dt_us=dt_us, artifacts=tuple(a.strip() for a in artifacts.split(",") if a.strip()),
+        pool_rewrite=pool_rewrite, netx_weight_scale=netx_weight_scale, transforms=tuple(transforms.to_list()),
+    )
+    frames, described = None, None
+    if calibration is not None:
+        from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
+        from neurodeploy.report.from_events import frames_of_file
 
-            _, model_config = load_checkpoint(checkpoint, config=config_path)
-            frames, described = frames_of_file(calibration, (model_config.input_width, model_config.input_height),
-                                               dt_us, window_us=calibration_window_us,
-                                               max_samples=calibration_samples, transforms=transforms)
-            described = f"calibration file {described}"
-        with console.status("exporting") as status:
-            result = bundle_mod.export(checkpoint, out_dir, options, config=config_path, sample_frames=frames,
-                                       sample_description=described, progress=lambda message: status.update(message),
-                                       force=force)
-    except (CheckpointError, bundle_mod.BundleError, NeurodeployError, ValueError, FileNotFoundError) as err:
-        raise _fail(err) from None
+        _, model_config = load_checkpoint(checkpoint, config=config_path)
+        frames, described = frames_of_file(calibration, (model_config.input_width, model_config.input_height), dt_us,
+                                           window_us=calibration_window_us, max_samples=calibration_samples,
+                                           transforms=transforms)
+        described = f"calibration file {described}"
+    with console.status("exporting") as status:
+        result = bundle_mod.export(checkpoint, out_dir, options, config=config_path, sample_frames=frames,
+                                   sample_description=described, progress=lambda message: status.update(message),
+                                   force=force)
     manifest = result.manifest
     if as_json:
         _echo_json(manifest)
@@ -250,46 +275,6 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
         click.echo(f"  parity {key}: {value}")
     if manifest.get("pool_rewrite"):
         click.echo(f"  APPROXIMATION: {manifest['pool_rewrite']['summary']}")
-
-
-def _open_stream(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None,
-                 window_us: int | None, follow: bool, realtime: bool, replay_factor: float, overflow: str,
-                 queue_packets: int, event_input: dict, idle_timeout: float, say=None):
-    from neurodeploy.bundle import load_bundle
-    from neurodeploy.sources import fit_source, labels_beside, open_source, read_label_file
-    from neurodeploy.stream import StreamOptions, StreamRun
-
-    bundle = load_bundle(bundle_dir)
-    say = say or (lambda line: None)
-    frontend, backbone = _pick_runtimes(bundle, frontend, backbone, say)
-    transforms = _input_transforms(bundle, event_input, say)
-    reading = _reading(event_input)
-    c = bundle.config
-    opened = fit_source(open_source(source, follow=follow, idle_timeout_s=idle_timeout, **reading), transforms,
-                        (c.input_width, c.input_height))
-    label_path = labels or (None if window_us else labels_beside(source))
-    segments = read_label_file(label_path) if label_path else None
-    options = StreamOptions(dt_us=bundle.dt_us, window_us=window_us, labels=segments, realtime=realtime,
-                            replay_factor=replay_factor, overflow=overflow, queue_packets=queue_packets)
-    run = StreamRun(bundle.frontend_runtime(frontend), bundle.backbone_runtime(backbone), opened.packets,
-                    opened.sensor_size, options, live=opened.live, warn=lambda message: click.echo(
-                        f"WARNING: {message}", err=True))
-    return run, label_path, frontend, backbone
-
-
-def _pick_runtimes(bundle, frontend: str | None, backbone: str | None, say) -> tuple[str, str]:
-    """The best runtimes the bundle has, when none is named: NIR front-end if present, else torch;
-    the onnxruntime backbone if present, else torch. Says which."""
-    chosen = []
-    if frontend is None:
-        frontend = "nir" if bundle.has("frontend_nir") else "torch"
-        chosen.append(f"front-end {frontend}" + ("" if frontend == "nir" else " (no NIR in this bundle)"))
-    if backbone is None:
-        backbone = "onnxruntime" if bundle.has("backbone_step") else "torch"
-        chosen.append(f"backbone {backbone}" + ("" if backbone == "onnxruntime" else " (no ONNX in this bundle)"))
-    if chosen:
-        say("runtimes: " + ", ".join(chosen) + " (the best this bundle has; --frontend / --backbone choose others)")
-    return frontend, backbone
 
 
 _stream_options = [
@@ -321,14 +306,14 @@ def _with_stream_options(fn):
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
 @click.argument("source")
 @_with_stream_options
-@click.option("--json", "as_json", is_flag=True, help="Per-sample results and the summary as JSON.")
-def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None, window_us: int | None,
-        follow: bool, realtime: bool, replay_factor: float, overflow: str, queue_packets: int,
-        idle_timeout: float, as_json: bool, **event_input: Any) -> None:
+@json_option("Per-sample results and the summary as JSON.")
+def run(bundle_dir: str, source: str, frontend: str | None, backbone: str | None, labels: str | None,
+        window_us: int | None, follow: bool, realtime: bool, replay_factor: float, overflow: str,
+        queue_packets: int, idle_timeout: float, as_json: bool, **event_input: Any) -> None:
     """Stream SOURCE through a BUNDLE one time step at a time.
 
     SOURCE is an event file, `-` (CSV on stdin), tcp://HOST:PORT or unix:///PATH (DV network
-    stream), or udp://HOST:PORT (faery datagrams).
+    stream), or udp://HOST:PORT (faery datagrams). Ctrl-C stops and still prints the summary.
 
     \b
     Examples:
@@ -339,20 +324,19 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
       neurodeploy run bundle/ davis346.aedat4 --downsample 34x34      # a real camera, scaled to the model
       neurodeploy run bundle/ tcp://127.0.0.1:7777 --crop 156,113,34,34 --denoise-us 10000
     """
-    from neurodeploy.bundle import BundleError
-    from neurodeploy.errors import NeurodeployError
-    from neurodeploy.events.errors import EventFileError
+    from neurodeploy.stream import stream as open_stream
 
     console = _stderr_console(quiet=as_json)
+    note = None if as_json else (lambda line: click.echo(line, err=True))
     interrupted = False
-    try:
-        stream, label_path, frontend, backbone = _open_stream(
-            bundle_dir, source, frontend, backbone, labels, window_us, follow, realtime, replay_factor, overflow,
-            queue_packets, event_input, idle_timeout, say=None if as_json else lambda line: click.echo(line, err=True))
-        results = []
+    with open_stream(bundle_dir, source, frontend=frontend, backbone=backbone, follow=follow,
+                     idle_timeout_s=idle_timeout, labels=labels, window_us=window_us, realtime=realtime,
+                     replay_factor=replay_factor, overflow=overflow, queue_packets=queue_packets,
+                     transforms=transforms_from_cli(event_input), say=note,
+                     warn=lambda message: click.echo(f"WARNING: {message}", err=True),
+                     **_reading(event_input)) as stream:
         try:
             for result in stream:
-                results.append(result)
                 if not as_json:
                     # times relative to the recording's first event (epoch-stamped cameras print readably)
                     t0 = stream.stats.first_t_us or 0
@@ -365,21 +349,25 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
                     console.print(f"sample {result.index} done", end="\r")
         except KeyboardInterrupt:  # Ctrl-C: stop reading, still report what was done
             interrupted = True
-    except (BundleError, EventFileError, NeurodeployError, ValueError, FileNotFoundError, RuntimeError) as err:
-        raise _fail(err) from None
+    label_path = stream.labels_path
+    frontend, backbone = stream.runtimes
     summary = stream.summary()
     summary.update(frontend=frontend, backbone=backbone, labels=str(label_path) if label_path else None,
                    interrupted=interrupted)
     if as_json:
         _echo_json({"summary": summary, "samples": [r.to_dict() for r in stream.results]})
         return
+    _print_run_summary(summary)
+
+
+def _print_run_summary(summary: dict) -> None:
+    from neurodeploy.realtime import describe
+
     lat = summary["step_latency_us"]
     acc = summary["accuracy"]
     click.echo(f"{summary['samples']} samples, {summary['steps']} steps of {summary['dt_us']} us"
                + (f", accuracy {acc:.1%}" if acc is not None else ""))
     if lat["p50"] is not None:
-        from neurodeploy.realtime import describe
-
         click.echo(f"per-step latency p50 {lat['p50']:.0f} us, p95 {lat['p95']:.0f} us, p99 {lat['p99']:.0f} us; "
                    f"{describe(summary['real_time_factor'])}")
     click.echo(f"events {summary['events_received']:,} in {summary['packets_received']} packets; dropped "
@@ -394,14 +382,14 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
     if summary["backlog_warnings"]:
         click.echo(f"the pipeline fell behind the live source: up to {summary['max_backlog_packets']} packets "
                    f"queued, {summary['max_lag_s']:.2f} s behind")
-    if interrupted:
+    if summary.get("interrupted"):
         click.echo("interrupted (Ctrl-C): the figures above cover the samples finished before it")
 
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True))
 @with_event_input
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def inspect(path: str, as_json: bool, **event_input: Any) -> None:
     """Describe a bundle folder, a NIR file, an ONNX file, a checkpoint or an event file.
 
@@ -414,14 +402,82 @@ def inspect(path: str, as_json: bool, **event_input: Any) -> None:
     """
     from neurodeploy.inspection import describe
 
-    try:
-        payload = describe(Path(path), transforms=transforms_from_cli(event_input), reading=_reading(event_input))
-    except Exception as err:  # noqa: BLE001  (every reader's error is the user's answer here)
-        raise _fail(err) from None
+    payload = describe(Path(path), transforms=transforms_from_cli(event_input), reading=_reading(event_input))
     if as_json:
         _echo_json(payload)
         return
     _print_tree(payload)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--target", "targets", multiple=True, help="Check only this target (repeatable): loihi, loihi2, speck, "
+              "xylo, spinnaker2, host. Default: all.")
+@click.option("--limits", "limits_file", type=click.Path(exists=True, dir_okay=False),
+              help="Your own limits file (the format of neurodeploy/hardware/limits.json).")
+@click.option("--sanafe", "sanafe", is_flag=True, help="Also run the front-end on SANA-FE's calibrated Loihi model "
+              "(optional extra `pip install neurodeploy[sanafe]`, GPL-3.0, run in its own process): energy and latency "
+              "per step, spikes checked against the Loihi-timing model.")
+@click.option("--sanafe-steps", default=10, show_default=True, help="Time steps of the SANA-FE run.")
+@click.option("--json", "as_json", is_flag=True)
+def targets(path: str, targets: tuple[str, ...], limits_file: str | None, sanafe: bool, sanafe_steps: int,
+            as_json: bool) -> None:
+    """Which chips the spiking front-end of PATH (a bundle or a .nir file) fits, layer by layer.
+
+    For each target: fits or not, per layer, with the reason (neuron model, pooling, kernel,
+    stride, channels, neuron / synapse / kernel memory against the chip's published limits,
+    weight precision, input encoding) and what to change. For integrate-and-fire front-ends
+    the Speck 8-bit software model runs (sinabs) and reports spike agreement per layer.
+
+    \b
+    Examples:
+      neurodeploy targets bundle/
+      neurodeploy targets bundle/ --target speck --json
+    """
+    from neurodeploy.targets import targets_report
+
+    payload = targets_report(path, targets, limits_file=limits_file, sanafe=sanafe, sanafe_steps=sanafe_steps)
+    if as_json:
+        _echo_json(payload)
+        return
+    click.echo(f"{path}: limits table {payload['limits_version']}")
+    for verdict in payload["targets"]:
+        cores = verdict["figures"].get("cores_used")
+        where = f" on {cores} of {verdict['figures']['cores']} cores" if cores is not None and "cores" in verdict["figures"] else ""
+        word = ("fits" + where) if verdict["fits"] else (
+            f"does not fit as is (geometry and memory fit{where}; change what is listed)" if verdict["memory_fits"] else "does not fit")
+        click.echo(f"\n{verdict['name']} [{verdict['target']}]: {word}  ({verdict['path']})")
+        for reason in verdict["reasons"]:
+            click.echo(f"  - {reason}")
+        for layer in verdict["layers"]:
+            click.echo(f"  {layer['layer']}: {'ok' if layer['fits'] else 'no'}")
+            for reason in layer["reasons"]:
+                click.echo(f"    - {reason}")
+            for note in layer["notes"]:
+                click.echo(f"    . {note}")
+        for change in verdict["changes"]:
+            click.echo(f"  to fit: {change}")
+    speck = payload.get("speck_software")
+    if speck:
+        if not speck["ran"]:
+            click.echo(f"\nSpeck software model: not run: {speck['reason']}")
+        else:
+            click.echo(f"\nSpeck software model (sinabs, 8-bit) on {speck['data']}: spike agreement with the float front-end")
+            for a in speck["layers"]:
+                loud = "  SILENT" if a["silent"] else ""
+                click.echo(f"  {a['layer']}: float {a['float_agreement']:.2%}, 8-bit {a['quantised_agreement']:.2%} "
+                           f"(spikes {a['reference_spikes']:,} -> {a['quantised_spikes']:,}, floor {a['membrane_floor']:.3g}){loud}")
+    calibrated = payload.get("loihi_sanafe")
+    if calibrated:
+        if not calibrated["ran"]:
+            click.echo(f"\nLoihi on SANA-FE: not run: {calibrated['reason']}")
+        else:
+            agree = ", ".join(f"{k} {v:.2%}" for k, v in calibrated["spike_agreement_with_loihi_timing_model"].items())
+            click.echo(f"\nLoihi on SANA-FE (calibrated simulation) on {calibrated['data']}:")
+            click.echo(f"  energy {calibrated['energy_j_per_step'] * 1e6:.3g} uJ per step (+-{calibrated['energy_error']:.0%}), "
+                       f"latency {calibrated['latency_s_per_step'] * 1e6:.3g} us per step (+-{calibrated['latency_error']:.0%})")
+            click.echo(f"  spikes vs the Loihi-timing model: {agree}; {calibrated['synapses']:,} synapses on "
+                       f"{calibrated['cores_used']} cores")
 
 
 def _print_tree(payload: dict, indent: int = 0) -> None:
@@ -444,7 +500,7 @@ def _print_tree(payload: dict, indent: int = 0) -> None:
 @click.option("--steps", type=int, default=20, show_default=True, help="Time steps per sample checked.")
 @click.option("--lava/--no-lava", default=False, show_default=True, help="Include the Lava runtime (slow).")
 @with_event_input
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: bool, as_json: bool,
            **event_input: Any) -> None:
     """Run every runtime of BUNDLE on the same events and report parity per layer.
@@ -456,17 +512,15 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
       neurodeploy verify bundle/
       neurodeploy verify bundle/ recording.aedat4 --steps 100 --lava
     """
-    from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.bundle import load_bundle
+    from neurodeploy.stream import input_transforms
     from neurodeploy.verification import verify_bundle
 
-    console = _stderr_console()
-    try:
-        bundle = load_bundle(bundle_dir)
-        transforms = _input_transforms(bundle, event_input, lambda line: click.echo(line, err=True))
-        outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava,
-                                transforms=transforms, reading=_reading(event_input))
-    except (BundleError, ValueError, FileNotFoundError) as err:
-        raise _fail(err) from None
+    bundle = load_bundle(bundle_dir)
+    transforms = input_transforms(bundle, transforms_from_cli(event_input),
+                                  None if as_json else lambda line: click.echo(line, err=True))
+    outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava,
+                            transforms=transforms, reading=_reading(event_input))
     if as_json:
         _echo_json(outcome)
     else:
@@ -483,7 +537,7 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 @click.option("--steps", type=int, default=300, show_default=True, help="Steps timed at batch 1.")
 @click.option("--batch", type=int, default=32, show_default=True, help="Batch for the throughput figure.")
 @click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool) -> None:
     """Latency (batch 1, per step) and throughput (batch offline) of a BUNDLE's runtimes.
 
@@ -491,13 +545,10 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
     Example:
       neurodeploy bench bundle/ --steps 1000
     """
-    from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.bundle import load_bundle
     from neurodeploy.verification import bench_bundle
 
-    try:
-        outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
-    except (BundleError, ValueError) as err:
-        raise _fail(err) from None
+    outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
     if as_json:
         _echo_json(outcome)
     else:
@@ -519,7 +570,7 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 @click.option("--max-samples", type=int, default=16, show_default=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
 @with_event_input
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of Markdown.")
+@json_option("Print the report as JSON instead of Markdown.")
 def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: bool, host: str,
            devices_file: str | None, frontend: str, window_us: int | None, max_samples: int, out_dir: str,
            as_json: bool, **event_input: Any) -> None:
@@ -533,24 +584,23 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
       neurodeploy report bundle/ rec.npz --target loihi --host cpu
       neurodeploy report bundle/ rec.npz --compare-all --host arm -o out/
     """
-    from neurodeploy.bundle import BundleError, load_bundle
-    from neurodeploy.report import ReportError, build_report, load_devices, write_report
+    from neurodeploy.bundle import load_bundle
+    from neurodeploy.report import build_report, load_devices, write_report
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
 
-    try:
-        bundle = load_bundle(bundle_dir)
-        if compare_all:
-            table = load_devices(devices_file)
-            targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
-        transforms = _input_transforms(bundle, event_input, lambda line: None)
-        frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples,
-                                                transforms=transforms, reading=_reading(event_input))
-        record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6, name=frontend)
-        result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
-                              dt_s=bundle.dt_us / 1e6)
-        paths = write_report(result, out_dir)
-    except (BundleError, ReportError, ValueError, FileNotFoundError) as err:
-        raise _fail(err) from None
+    bundle = load_bundle(bundle_dir)
+    if compare_all:
+        table = load_devices(devices_file)
+        targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
+    from neurodeploy.stream import input_transforms
+
+    transforms = input_transforms(bundle, transforms_from_cli(event_input))
+    frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples,
+                                            transforms=transforms, reading=_reading(event_input))
+    record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6, name=frontend)
+    result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
+                          dt_s=bundle.dt_us / 1e6)
+    paths = write_report(result, out_dir)
     if as_json:
         _echo_json({"inputs": description, "report": result.to_dict(), "files": {k: str(v) for k, v in paths.items()}})
         return
@@ -565,7 +615,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
 @click.option("--lava", is_flag=True, help="Also run the front-end on Lava (bit-accurate Loihi simulation; slow).")
 @click.option("--live", is_flag=True, help="Replay the recording in real time as a live source.")
 @click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bool) -> None:
     """Export the shipped model, stream the shipped recording through it, and write the energy report.
 
@@ -588,8 +638,6 @@ def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bo
     try:
         outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, live=live,
                            echo=None if as_json else click.echo)
-    except Exception as err:  # noqa: BLE001  (the demo reports any failure as one message)
-        raise _fail(err) from None
     finally:
         if holder is not None and as_json:
             holder.cleanup()
@@ -621,7 +669,7 @@ def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bo
 @click.option("--test-data", "test_path", type=click.Path(exists=True), default=None,
               help="Held-out labelled recordings (default: 20% of --data, seeded).")
 @with_event_input
-@click.option("--json", "as_json", is_flag=True, help="The metrics as JSON (no progress bars).")
+@json_option("The metrics as JSON (no progress bars).")
 def train(out_path: str, epochs: int, n_train: int, n_test: int, seed: int, dt_us: int | None,
           init_from: str | None, pooling: str | None, data_path: str | None, labels_path: str | None,
           test_path: str | None, as_json: bool, **event_input: Any) -> None:
@@ -640,55 +688,51 @@ def train(out_path: str, epochs: int, n_train: int, n_test: int, seed: int, dt_u
       neurodeploy train --init-from checkpoint_best.pth --epochs 1 --n-train 200 -o deployable.safetensors
       neurodeploy train --init-from model.safetensors --data recordings/ --downsample 34x34 -o tuned.safetensors
     """
-    from neurodeploy.errors import NeurodeployError
-    from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, load_checkpoint
+    from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
     from neurodeploy.model.mamba_spike.provenance import checkpoint_facts
-    from neurodeploy.train import (SENSOR_SIZE, TrainConfig, conversion_changes, deployable_config, recordings_dataset,
-                                   save_trained, split_dataset)
+    from neurodeploy.train import (SENSOR_SIZE, TrainConfig, TrainError, conversion_changes, deployable_config,
+                                   recordings_dataset, save_trained, split_dataset)
     from neurodeploy.train import train as run_training
 
     say = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
-    try:
-        overrides = {"pooling": pooling} if pooling else None
-        model_size = SENSOR_SIZE
-        if init_from:
-            facts = checkpoint_facts(init_from)
-            _, source_config = load_checkpoint(init_from)
-            model_size = (source_config.input_width, source_config.input_height)
-            if dt_us is None:
-                if facts["dt_us"] is None:
-                    raise ValueError(f"{init_from}: {facts['dt_source']}")
-                dt_us = facts["dt_us"]
-                say(f"{init_from}: {facts['kind']}, dt {dt_us} us ({facts['dt_source']})"
-                    + (f", recorded accuracy {facts['recorded_accuracy']:.1%}" if facts["recorded_accuracy"] else ""))
-            target = deployable_config(source_config, **(overrides or {}))
-            changes = conversion_changes(source_config, target)
-            say("fine-tuning with deployable settings; changed: " + ("; ".join(changes) or "nothing")
-                + "; sizes kept")
-        dt_us = dt_us or 10_000
-        train_data = test_data = None
-        if data_path:
-            transforms = transforms_from_cli(event_input)
-            reading = _reading(event_input)
-            data = recordings_dataset(data_path, dt_us, labels_csv=labels_path, transforms=transforms,
-                                      model_size=model_size, reading=reading)
-            if test_path:
-                train_data = data
-                test_data = recordings_dataset(test_path, dt_us, transforms=transforms, model_size=model_size,
-                                               reading=reading, n_bins=data.n_bins)
-            else:
-                train_data, test_data = split_dataset(data, 0.2, seed)
-            say(f"data: {len(train_data)} labelled samples for training, {len(test_data)} held out, "
-                f"{data.n_bins} bins of {dt_us} us" + (f"; input transforms: {transforms.describe()}" if transforms
-                                                      else ""))
-        config = TrainConfig(epochs=epochs, n_train=n_train, n_test=n_test, seed=seed, init_from=init_from,
-                             dt_us=dt_us, model=overrides)
-        result = run_training(config, train_data=train_data, test_data=test_data,
-                              progress=not as_json and sys.stderr.isatty())
-        extra = {"dataset": str(data_path)} if data_path else None
-        save_trained(result, out_path, command="neurodeploy train " + " ".join(sys.argv[2:]), extra=extra)
-    except (CheckpointError, NeurodeployError, ValueError, FileNotFoundError) as err:
-        raise _fail(err) from None
+    overrides = {"pooling": pooling} if pooling else None
+    model_size = SENSOR_SIZE
+    if init_from:
+        facts = checkpoint_facts(init_from)
+        _, source_config = load_checkpoint(init_from)
+        model_size = (source_config.input_width, source_config.input_height)
+        if dt_us is None:
+            if facts["dt_us"] is None:
+                raise TrainError(f"{init_from}: {facts['dt_source']}")
+            dt_us = facts["dt_us"]
+            say(f"{init_from}: {facts['kind']}, dt {dt_us} us ({facts['dt_source']})"
+                + (f", recorded accuracy {facts['recorded_accuracy']:.1%}" if facts["recorded_accuracy"] else ""))
+        target = deployable_config(source_config, **(overrides or {}))
+        changes = conversion_changes(source_config, target)
+        say("fine-tuning with deployable settings; changed: " + ("; ".join(changes) or "nothing")
+            + "; sizes kept")
+    dt_us = dt_us or 10_000
+    train_data = test_data = None
+    if data_path:
+        transforms = transforms_from_cli(event_input)
+        reading = _reading(event_input)
+        data = recordings_dataset(data_path, dt_us, labels_csv=labels_path, transforms=transforms,
+                                  model_size=model_size, reading=reading)
+        if test_path:
+            train_data = data
+            test_data = recordings_dataset(test_path, dt_us, transforms=transforms, model_size=model_size,
+                                           reading=reading, n_bins=data.n_bins)
+        else:
+            train_data, test_data = split_dataset(data, 0.2, seed)
+        say(f"data: {len(train_data)} labelled samples for training, {len(test_data)} held out, "
+            f"{data.n_bins} bins of {dt_us} us" + (f"; input transforms: {transforms.describe()}" if transforms
+                                                  else ""))
+    config = TrainConfig(epochs=epochs, n_train=n_train, n_test=n_test, seed=seed, init_from=init_from,
+                         dt_us=dt_us, model=overrides)
+    result = run_training(config, train_data=train_data, test_data=test_data,
+                          progress=not as_json and sys.stderr.isatty())
+    extra = {"dataset": str(data_path)} if data_path else None
+    save_trained(result, out_path, command="neurodeploy train " + " ".join(sys.argv[2:]), extra=extra)
     if as_json:
         _echo_json({"checkpoint": out_path, "metrics": result.metrics})
         return

@@ -36,10 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.events.binning import to_frames_dt
 from neurodeploy.events.synthetic import NmnistLike
 from neurodeploy.events.types import Recording
 from neurodeploy.model import MambaSpike, MambaSpikeConfig, load_checkpoint, save_checkpoint
+
+class TrainError(NeurodeployError, ValueError):
+    """Training data or a fine-tuning start that cannot be used; the message names the file and the way out."""
+
 
 SENSOR_SIZE = (34, 34)  # (width, height) of the N-MNIST-like generator
 NUM_CLASSES = 10
@@ -98,7 +103,7 @@ def bin_labelled_recording(path: str | Path, dt_us: int, n_bins: int) -> FrameDa
     """A recording written by `write_labelled_recording` -> one binned sample per label segment,
     each binned from its segment's start (as during training)."""
     from neurodeploy.events import load
-    from neurodeploy.events.synthetic import read_labels
+    from neurodeploy.events.labels import read_labels
 
     recording = load(path)
     segments = read_labels(path)
@@ -163,13 +168,13 @@ def deployable_from_checkpoint(path: str | Path, **overrides: Any) -> tuple[Mamb
     source, source_config = load_checkpoint(path)
     config = deployable_config(source_config, **overrides)
     if (config.input_width, config.input_height) != (source_config.input_width, source_config.input_height):
-        raise ValueError(f"{path}: the input size may not change on fine-tuning")
+        raise TrainError(f"{path}: the input size may not change on fine-tuning")
     model = MambaSpike(config)
     state = source.state_dict()
     target = model.state_dict()
     mismatched = [k for k in target if k not in state or tuple(state[k].shape) != tuple(target[k].shape)]
     if mismatched or set(state) - set(target):
-        raise ValueError(
+        raise TrainError(
             f"{path}: the deployable config changes the weights ({(mismatched or sorted(set(state) - set(target)))[0]!r}); "
             "only pooling, reset, reset_timing, interface (and beta/threshold) may differ from the checkpoint"
         )
@@ -192,7 +197,7 @@ def conversion_changes(before: MambaSpikeConfig, after: MambaSpikeConfig) -> lis
 def split_dataset(data: FrameDataset, test_fraction: float, seed: int) -> tuple[FrameDataset, FrameDataset]:
     """A seeded split into training and held-out samples (at least one of each)."""
     if len(data) < 2:
-        raise ValueError(f"{len(data)} labelled sample(s): need at least 2 to hold one out for testing "
+        raise TrainError(f"{len(data)} labelled sample(s): need at least 2 to hold one out for testing "
                          "(or pass --test-data)")
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(data)))
     n_test = min(len(data) - 1, max(1, round(len(data) * test_fraction)))
@@ -208,20 +213,21 @@ def recordings_dataset(source: str | Path, dt_us: int, *, labels_csv: str | Path
     `labels_csv`, default `FILE.labels.csv`) or a folder of event files each with its
     `.labels.csv`. Events go through `transforms` (checked against `model_size`); every segment is
     binned from its start at `dt_us`, `n_bins` (default: the longest segment's) bins each."""
-    from neurodeploy.sources import labels_beside, load_fitted, read_label_file
+    from neurodeploy.events.labels import labels_beside, read_label_file
+    from neurodeploy.sources import load_fitted
 
     source = Path(source)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.endswith(".labels.csv")
                        and labels_beside(str(p)))
         if not files:
-            raise ValueError(f"{source}: no event file with a FILE.labels.csv beside it; label your recordings "
+            raise TrainError(f"{source}: no event file with a FILE.labels.csv beside it; label your recordings "
                              "(t_start_us,t_end_us,label rows)")
         pairs = [(p, labels_beside(str(p))) for p in files]
     else:
         csv = Path(labels_csv) if labels_csv else labels_beside(str(source))
         if csv is None:
-            raise ValueError(f"{source}: no labels; pass --labels CSV (t_start_us,t_end_us,label rows) or put "
+            raise TrainError(f"{source}: no labels; pass --labels CSV (t_start_us,t_end_us,label rows) or put "
                              f"{source.name}.labels.csv beside it")
         pairs = [(source, csv)]
     loaded = [(load_fitted(path, transforms, model_size, **dict(reading or {})), read_label_file(csv))
@@ -382,7 +388,7 @@ def _train(config: TrainConfig, train_data, test_data, show: bool, console) -> T
                                      ("test", config.n_test, config.test_seed, test_data)):
             if given is not None:
                 if given.dt_us != config.dt_us:
-                    raise ValueError(f"{name}_data is binned at dt_us={given.dt_us}, the config says {config.dt_us}")
+                    raise TrainError(f"{name}_data is binned at dt_us={given.dt_us}, the config says {config.dt_us}")
                 continue
             task = bar.add_task(f"generate {name} (seed {seed})", total=n, info="")
             data = build_dataset(n, seed, dt_us=config.dt_us, duration_us=config.duration_us,
@@ -404,12 +410,12 @@ def _train(config: TrainConfig, train_data, test_data, show: bool, console) -> T
         model.train()
         for name, data in (("training", train_data), ("test", test_data)):
             if len(data) and int(data.labels.max()) >= model_config.num_classes or int(data.labels.min()) < 0:
-                raise ValueError(f"the {name} labels run {int(data.labels.min())}..{int(data.labels.max())}, the model "
+                raise TrainError(f"the {name} labels run {int(data.labels.min())}..{int(data.labels.max())}, the model "
                                  f"has {model_config.num_classes} classes (0..{model_config.num_classes - 1})")
             shape = tuple(data.frames.shape[2:])
             expected = (model_config.input_channels, model_config.input_height, model_config.input_width)
             if shape != expected:
-                raise ValueError(f"the {name} frames are {shape}, the model takes {expected}; fit the events "
+                raise TrainError(f"the {name} frames are {shape}, the model takes {expected}; fit the events "
                                  "with --downsample / --crop / --center-crop")
         n_params = sum(p.numel() for p in model.parameters())
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -115,29 +115,34 @@ class FixedPointFrontend:
         self.v = [np.zeros(layer.output_shape, np.int64) for layer in self.layers]
         self.stats = FixedPointStats(*({layer.name: 0 for layer in self.layers} for _ in range(3)))
 
+    def _update(self, k: int, x: np.ndarray) -> np.ndarray:
+        """One step of layer k on input x (C, H, W): its 0/1 spikes (C, H, W)."""
+        layer = self.layers[k]
+        x = torch.from_numpy(np.asarray(x, dtype=np.float64))[None]
+        a = F.conv2d(x, self._weights[k], stride=layer.stride, padding=layer.padding)[0].numpy().astype(np.int64)
+        # Conv's fixed model clamps its output to 24 signed bits by wrapping
+        wrapped = (a + STATE_LIMIT) % (2 * STATE_LIMIT) - STATE_LIMIT
+        self.stats.conv_wraps[layer.name] += int(np.count_nonzero(wrapped != a))
+        u = _decay(self.u[k], layer.i_decay) + (wrapped << SHIFT)
+        # PyLifModelBitAcc wraps u once, asymmetrically (> 2**23 and <= -2**23)
+        u_wrapped = np.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, u)
+        u_wrapped = np.where(u_wrapped <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u_wrapped)
+        self.stats.current_wraps[layer.name] += int(np.count_nonzero(u_wrapped != u))
+        bias = 0 if layer.bias is None else (layer.bias[:, None, None] << SHIFT)
+        v = _decay(self.v[k], layer.v_decay) + u_wrapped + bias
+        v_clipped = np.clip(v, -STATE_LIMIT + 1, STATE_LIMIT - 1)
+        self.stats.membrane_clips[layer.name] += int(np.count_nonzero(v_clipped != v))
+        spikes = v_clipped > (layer.v_threshold << SHIFT)
+        self.u[k] = u_wrapped
+        self.v[k] = np.where(spikes, 0, v_clipped)
+        return spikes.astype(np.int64)
+
     def step(self, frame: np.ndarray) -> list[np.ndarray]:
         """frame (C, H, W) integer counts -> spikes (0/1 int) of every layer, (C, H, W) each."""
-        x = torch.from_numpy(np.asarray(frame, dtype=np.float64))[None]
-        out = []
-        for k, layer in enumerate(self.layers):
-            a = F.conv2d(x, self._weights[k], stride=layer.stride, padding=layer.padding)[0].numpy().astype(np.int64)
-            # Conv's fixed model clamps its output to 24 signed bits by wrapping
-            wrapped = (a + STATE_LIMIT) % (2 * STATE_LIMIT) - STATE_LIMIT
-            self.stats.conv_wraps[layer.name] += int(np.count_nonzero(wrapped != a))
-            u = _decay(self.u[k], layer.i_decay) + (wrapped << SHIFT)
-            # PyLifModelBitAcc wraps u once, asymmetrically (> 2**23 and <= -2**23)
-            u_wrapped = np.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, u)
-            u_wrapped = np.where(u_wrapped <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u_wrapped)
-            self.stats.current_wraps[layer.name] += int(np.count_nonzero(u_wrapped != u))
-            bias = 0 if layer.bias is None else (layer.bias[:, None, None] << SHIFT)
-            v = _decay(self.v[k], layer.v_decay) + u_wrapped + bias
-            v_clipped = np.clip(v, -STATE_LIMIT + 1, STATE_LIMIT - 1)
-            self.stats.membrane_clips[layer.name] += int(np.count_nonzero(v_clipped != v))
-            spikes = v_clipped > (layer.v_threshold << SHIFT)
-            self.u[k] = u_wrapped
-            self.v[k] = np.where(spikes, 0, v_clipped)
-            out.append(spikes.astype(np.int64))
-            x = torch.from_numpy(spikes.astype(np.float64))[None]
+        out, x = [], frame
+        for k in range(len(self.layers)):
+            x = self._update(k, x)
+            out.append(x)
         return out
 
     def run(self, frames: np.ndarray) -> list[np.ndarray]:
@@ -145,6 +150,29 @@ class FixedPointFrontend:
         self.reset()
         steps = [self.step(frame) for frame in np.asarray(frames)]
         return [np.stack([s[k] for s in steps]) for k in range(len(self.layers))]
+
+    def run_pipelined(self, frames: np.ndarray) -> list[np.ndarray]:
+        """Loihi's timing: every synapse hop takes a step and every neuron updates every step.
+
+        The input spikes at step s with frame s; layer k (0-based) receives layer k-1's spikes
+        of step s-1 (the input's for k = 0) and integrates its bias from step 0, also while the
+        pipeline fills, as on the chip. Returns per layer (T, C, H, W), layer k's step s + k + 1
+        as row s. Without biases this equals `run` exactly; with them the fill steps differ.
+        """
+        frames = np.asarray(frames)
+        steps, depth = frames.shape[0], len(self.layers)
+        self.reset()
+        previous = [np.zeros(frames.shape[1:], np.int64)] + [np.zeros(l.output_shape, np.int64) for l in self.layers]
+        rows: list[list[np.ndarray]] = [[] for _ in self.layers]
+        for s in range(steps + depth):
+            current = [frames[s] if s < steps else np.zeros(frames.shape[1:], np.int64)]
+            for k in range(depth):
+                spikes = self._update(k, previous[k])
+                current.append(spikes)
+                if 0 <= s - k - 1 < steps:
+                    rows[k].append(spikes)
+            previous = current
+        return [np.stack(r) for r in rows]
 
 
 __all__ = ["FixedPointFrontend", "FixedPointLayer", "FixedPointStats", "read_netx_layers"]

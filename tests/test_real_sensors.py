@@ -17,9 +17,10 @@ import neurodeploy.events as E
 from neurodeploy.cli import main
 from neurodeploy.demo import ASSET_CHECKPOINT, ASSET_RECORDING, asset_path
 from neurodeploy.events import transforms as T
-from neurodeploy.sources import load_fitted, read_label_file
+from neurodeploy.events.labels import read_label_file
+from neurodeploy.sources import load_fitted
 from neurodeploy.stream import offline_frames, stream
-from neurodeploy.verification import step_layers
+from neurodeploy.runtimes.contract import step_layers
 
 N_SAMPLES = 3
 

@@ -11,7 +11,7 @@ from neurodeploy.demo import ASSET_CHECKPOINT, ASSET_RECORDING, asset_path
 from neurodeploy.model import load_checkpoint
 from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
 from neurodeploy.model.mamba_spike.provenance import V1, V2, checkpoint_facts
-from neurodeploy.sources import read_label_file
+from neurodeploy.events.labels import read_label_file
 from test_model_checkpoint import reference_state_dict, write_v1, write_v2
 
 
