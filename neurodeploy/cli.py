@@ -145,7 +145,7 @@ def transforms_from_cli(params: dict):
     return from_flags(**{k: params[k] for k in TRANSFORM_FLAGS if k in params})
 
 
-def _reading(params: dict) -> dict:
+def reading_from_cli(params: dict) -> dict:
     """The reading keywords of `open_source` / `events.load` from the reading flags."""
     return {"sensor_size": _sensor_size(params.get("sensor_size")), "format": params.get("event_format"),
             "truncated": params.get("truncated"), "out_of_bounds": params.get("out_of_bounds", "error"),
@@ -334,7 +334,7 @@ def run(bundle_dir: str, source: str, frontend: str | None, backbone: str | None
                      replay_factor=replay_factor, overflow=overflow, queue_packets=queue_packets,
                      transforms=transforms_from_cli(event_input), say=note,
                      warn=lambda message: click.echo(f"WARNING: {message}", err=True),
-                     **_reading(event_input)) as stream:
+                     **reading_from_cli(event_input)) as stream:
         try:
             for result in stream:
                 if not as_json:
@@ -402,7 +402,7 @@ def inspect(path: str, as_json: bool, **event_input: Any) -> None:
     """
     from neurodeploy.inspection import describe
 
-    payload = describe(Path(path), transforms=transforms_from_cli(event_input), reading=_reading(event_input))
+    payload = describe(Path(path), transforms=transforms_from_cli(event_input), reading=reading_from_cli(event_input))
     if as_json:
         _echo_json(payload)
         return
@@ -520,7 +520,7 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
     transforms = input_transforms(bundle, transforms_from_cli(event_input),
                                   None if as_json else lambda line: click.echo(line, err=True))
     outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava,
-                            transforms=transforms, reading=_reading(event_input))
+                            transforms=transforms, reading=reading_from_cli(event_input))
     if as_json:
         _echo_json(outcome)
     else:
@@ -596,7 +596,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
 
     transforms = input_transforms(bundle, transforms_from_cli(event_input))
     frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples,
-                                            transforms=transforms, reading=_reading(event_input))
+                                            transforms=transforms, reading=reading_from_cli(event_input))
     record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6, name=frontend)
     result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
                           dt_s=bundle.dt_us / 1e6)
@@ -715,7 +715,7 @@ def train(out_path: str, epochs: int, n_train: int, n_test: int, seed: int, dt_u
     train_data = test_data = None
     if data_path:
         transforms = transforms_from_cli(event_input)
-        reading = _reading(event_input)
+        reading = reading_from_cli(event_input)
         data = recordings_dataset(data_path, dt_us, labels_csv=labels_path, transforms=transforms,
                                   model_size=model_size, reading=reading)
         if test_path:

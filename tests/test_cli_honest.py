@@ -140,3 +140,14 @@ def test_export_is_atomic_reproducible_and_0644(tmp_path, monkeypatch):
     failed = runner.invoke(main, [*args, "-o", str(tmp_path / "c")])
     assert failed.exit_code == 1 and "simulated failure" in failed.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # nothing left behind
+
+
+@pytest.mark.parametrize("fmt, name", [("evt3", "e.raw"), ("evt2", "e2.raw"), ("dat", "e.dat")])
+def test_epoch_timestamps_refused_with_the_reason_or_rebased(tmp_path, fmt, name):
+    epoch = 1_700_000_000_000_000  # us since 1970: what a camera host's clock stamps
+    rec = E.Recording(E.make_events([1, 2, 3], [1, 2, 3], [epoch, epoch + 10, epoch + 20], [1, 0, 1]), (34, 34))
+    with pytest.raises(E.EventFileError, match="rebase_time=True"):
+        E.save(rec, tmp_path / name, format=fmt)
+    assert not (tmp_path / name).exists() or (tmp_path / name).stat().st_size < 1000
+    E.save(rec, tmp_path / name, format=fmt, rebase_time=True)
+    assert E.load(tmp_path / name, format=fmt).events["t"].tolist() == [0, 10, 20]
