@@ -125,7 +125,7 @@ READING_FLAGS = ("sensor_size", "event_format", "truncated", "out_of_bounds", "n
 
 def with_event_input(fn, *, transforms: bool = True):
     """Add the reading options (and the transform options) to a command; they arrive as keyword
-    arguments that `transforms_from_cli` and `_reading` take apart (the `eval` command uses these too)."""
+    arguments that `transforms_from_cli` and `reading_from_cli` take apart (the `eval` command uses these too)."""
     for option in reversed(_reading_options + (_transform_options if transforms else [])):
         fn = option(fn)
     return fn
@@ -519,8 +519,9 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
     bundle = load_bundle(bundle_dir)
     transforms = input_transforms(bundle, transforms_from_cli(event_input),
                                   None if as_json else lambda line: click.echo(line, err=True))
-    outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava,
-                            transforms=transforms, reading=reading_from_cli(event_input))
+    with _stderr_console(quiet=as_json).status("verifying: every runtime of the bundle on the same inputs"):
+        outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava,
+                                transforms=transforms, reading=reading_from_cli(event_input))
     if as_json:
         _echo_json(outcome)
     else:
@@ -548,7 +549,8 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
     from neurodeploy.bundle import load_bundle
     from neurodeploy.verification import bench_bundle
 
-    outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
+    with _stderr_console(quiet=as_json).status(f"timing {steps} steps at batch 1 and a batch of {batch}"):
+        outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
     if as_json:
         _echo_json(outcome)
     else:
@@ -597,10 +599,16 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     transforms = input_transforms(bundle, transforms_from_cli(event_input))
     frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples,
                                             transforms=transforms, reading=reading_from_cli(event_input))
-    record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6, name=frontend)
-    result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
-                          dt_s=bundle.dt_us / 1e6)
-    paths = write_report(result, out_dir)
+    with _stderr_console(quiet=as_json).status(f"stepping the {frontend} front-end over {description}"):
+        record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6,
+                                     name=frontend)
+        result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
+                              dt_s=bundle.dt_us / 1e6)
+    from neurodeploy.report.provenance import measured_what
+
+    provenance = measured_what(bundle, events, transforms=transforms, frontend=frontend,
+                               command="neurodeploy " + " ".join(sys.argv[1:]))
+    paths = write_report(result, out_dir, provenance)
     if as_json:
         _echo_json({"inputs": description, "report": result.to_dict(), "files": {k: str(v) for k, v in paths.items()}})
         return

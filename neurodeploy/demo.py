@@ -64,7 +64,10 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
     frames, description = frames_of_samples(bundle, recording)
     record = record_frontend_run(bundle.frontend_runtime("nir"), frames, dt_s=dt_us / 1e6, name="nir")
     report = build_report(bundle.model(), record, targets=("loihi", "spinnaker2"), host="cpu", dt_s=dt_us / 1e6)
-    paths = write_report(report, out_dir / "report")
+    from neurodeploy.report.provenance import measured_what
+
+    paths = write_report(report, out_dir / "report",
+                         measured_what(bundle, recording, frontend="nir", command="neurodeploy demo"))
     say(f"energy report ({description}): {paths['html']}")
     energy_per_sample_j = {target: report.total_energy_j(target) for target in ("loihi", "spinnaker2")}
     for target, joules in energy_per_sample_j.items():  # total_energy_j is already per sample: the report's figure
