@@ -129,3 +129,19 @@ def test_crop_outside_sensor_is_refused_with_the_flag():
 def test_mismatch_hint_names_flags():
     hint = T.size_mismatch_hint((346, 260), (34, 34))
     assert "--downsample 34x34" in hint and "--center-crop 34x34" in hint and "--crop X,Y,34,34" in hint
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_aspect_preserving_recipe_of_the_hint_fits_and_equals_tonic(size):
+    hint = T.size_mismatch_hint(size, (34, 34))
+    factor = float(hint.split("keep the aspect ratio: --downsample ")[1].split()[0])
+    chain = T.from_flags(downsample=str(factor), center_crop="34x34")
+    assert [s.name for s in chain.steps] == ["downsample", "center_crop"]
+    rec = _camera(*size)
+    ours = chain(rec)
+    scaled = TT.Downsample(spatial_factor=factor)(rec.events)
+    scaled_size = T.Downsample(factor=factor).output_size(size)
+    wide = np.dtype([("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "u1")])
+    theirs = TT.CenterCrop(sensor_size=(*scaled_size, 2), size=[34, 34])(scaled.astype(wide))
+    assert ours.sensor_size == (34, 34)
+    _same(ours.events, theirs)

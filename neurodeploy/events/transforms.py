@@ -24,7 +24,9 @@ Semantics are tonic 1.7's, checked against tonic in tests/test_events_transforms
   `events.denoise`, streamed with per-pixel memory across packets.
 
 The command-line flags build one chain in a fixed order (`from_flags`): denoise (on the native
-sensor, where the noise is), crop, centre crop, flip, downsample, merge polarity.
+sensor, where the noise is), crop (a box in the camera's own coordinates), flip, downsample,
+centre crop (so `--downsample F --center-crop WxH` scales keeping the aspect ratio and then
+cuts the model's input out of the middle), merge polarity.
 """
 from __future__ import annotations
 
@@ -324,8 +326,6 @@ def from_flags(*, crop: str | None = None, center_crop: str | None = None, downs
         except ValueError:
             raise TransformError(f"--crop {crop}: expected X,Y,WIDTH,HEIGHT, e.g. 156,113,34,34") from None
         steps.append(Crop(x, y, w, h))
-    if center_crop is not None:
-        steps.append(CenterCrop(*_size("--center-crop", center_crop)))
     if flip_x:
         steps.append(FlipX())
     if flip_y:
@@ -339,6 +339,8 @@ def from_flags(*, crop: str | None = None, center_crop: str | None = None, downs
             except ValueError:
                 raise TransformError(f"--downsample {downsample}: expected a factor (0.1) or WIDTHxHEIGHT (34x34)") from None
             steps.append(Downsample(factor=factor))
+    if center_crop is not None:
+        steps.append(CenterCrop(*_size("--center-crop", center_crop)))
     if merge_polarity:
         steps.append(MergePolarity())
     return Transforms(tuple(steps))
@@ -351,11 +353,11 @@ def size_mismatch_hint(sensor_size: Size, model_size: Size) -> str:
     if w >= mw and h >= mh:
         hints.append(f"--downsample {mw}x{mh} (scale the whole sensor)")
         hints.append(f"--center-crop {mw}x{mh} or --crop X,Y,{mw},{mh} (cut out a window)")
-        factor = min(mw / w, mh / h)
+        factor = max(mw / w, mh / h)  # the smallest scale that still covers the model's input
         rest = (int(math.floor((w - 1) * factor)) + 1, int(math.floor((h - 1) * factor)) + 1)
-        if rest != (mw, mh):
-            hints.append(f"or both, e.g. --downsample {factor:.4g} --center-crop {mw}x{mh} after scaling to "
-                         f"{rest[0]}x{rest[1]}")
+        if rest != (mw, mh) and rest[0] >= mw and rest[1] >= mh:
+            hints.append(f"or keep the aspect ratio: --downsample {factor:.4g} --center-crop {mw}x{mh} "
+                         f"(scales to {rest[0]}x{rest[1]}, then cuts the centre)")
     else:
         hints.append(f"--center-crop {mw}x{mh} (pads a smaller sensor) or --downsample {mw}x{mh}")
     return "pass " + "; ".join(hints)
