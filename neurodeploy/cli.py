@@ -480,6 +480,14 @@ def targets(path: str, targets: tuple[str, ...], limits_file: str | None, sanafe
                        f"{calibrated['cores_used']} cores")
 
 
+def _progress_bar(quiet: bool):
+    """A rich progress bar on stderr; silent under --json (`quiet`) and when stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=_stderr_console(quiet=quiet), transient=True)
+
+
 def _print_tree(payload: dict, indent: int = 0) -> None:
     for key, value in payload.items():
         if isinstance(value, dict):
@@ -547,10 +555,13 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
       neurodeploy bench bundle/ --steps 1000
     """
     from neurodeploy.bundle import load_bundle
-    from neurodeploy.verification import bench_bundle
+    from neurodeploy.verification import bench_bundle, bench_work
 
-    with _stderr_console(quiet=as_json).status(f"timing {steps} steps at batch 1 and a batch of {batch}"):
-        outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
+    bundle = load_bundle(bundle_dir)
+    with _progress_bar(as_json) as bar:
+        task = bar.add_task(f"timing {steps} steps at batch 1, then a batch of {batch}", total=bench_work(bundle, steps))
+        outcome = bench_bundle(bundle, steps=steps, batch=batch, frontend=frontend,
+                               on_step=lambda: bar.advance(task))
     if as_json:
         _echo_json(outcome)
     else:
@@ -599,11 +610,12 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     transforms = input_transforms(bundle, transforms_from_cli(event_input))
     frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples,
                                             transforms=transforms, reading=reading_from_cli(event_input))
-    with _stderr_console(quiet=as_json).status(f"stepping the {frontend} front-end over {description}"):
+    with _progress_bar(as_json) as bar:
+        task = bar.add_task(f"{frontend} front-end, {frames.shape[0]} samples", total=frames.shape[1])
         record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6,
-                                     name=frontend)
-        result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
-                              dt_s=bundle.dt_us / 1e6)
+                                     name=frontend, on_step=lambda: bar.advance(task))
+    result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
+                          dt_s=bundle.dt_us / 1e6)
     from neurodeploy.report.provenance import measured_what
 
     provenance = measured_what(bundle, events, transforms=transforms, frontend=frontend,

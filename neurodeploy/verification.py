@@ -101,24 +101,32 @@ def _percentiles_us(times_s: list[float]) -> dict[str, float]:
     return {"p50_us": float(p50), "p99_us": float(p99), "mean_us": float(values.mean())}
 
 
-def _pipeline_step_seconds(bundle: Bundle, frontend: str, backbone: str, frames: torch.Tensor) -> list[float]:
+def _pipeline_step_seconds(bundle: Bundle, frontend: str, backbone: str, frames: torch.Tensor,
+                           on_step=None) -> list[float]:
     """Seconds per time step of a front-end runtime followed by a backbone runtime, batch 1."""
     seconds: list[float] = []
     with bundle.frontend_runtime(frontend, steps_per_sample=frames.shape[1]) as fe:
-        step_pipeline(fe, bundle.backbone_runtime(backbone), frames, step_seconds=seconds)
+        step_pipeline(fe, bundle.backbone_runtime(backbone), frames, step_seconds=seconds, on_step=on_step)
     return seconds
 
 
+def bench_work(bundle: Bundle, steps: int) -> int:
+    """The `on_step` calls `bench_bundle` makes (front-end and backbone steps of each pipeline timed)."""
+    return 2 * steps * (2 if bundle.has("backbone_step") else 1)
+
+
 @torch.no_grad()
-def bench_bundle(bundle: Bundle, *, steps: int = 300, batch: int = 32, frontend: str = "torch") -> dict[str, Any]:
-    """Per-step latency at batch 1 (bundle runtimes vs PyTorch eager `step`) and offline throughput."""
+def bench_bundle(bundle: Bundle, *, steps: int = 300, batch: int = 32, frontend: str = "torch",
+                 on_step=None) -> dict[str, Any]:
+    """Per-step latency at batch 1 (bundle runtimes vs PyTorch eager `step`) and offline throughput;
+    `on_step()` after every timed front-end or backbone step (`bench_work` of them: a progress bar)."""
     c = bundle.config
     frames = torch.poisson(torch.full((1, steps, c.input_channels, c.input_height, c.input_width), 0.1))
     model = bundle.model()
-    eager = _pipeline_step_seconds(bundle, "torch", "torch", frames)
+    eager = _pipeline_step_seconds(bundle, "torch", "torch", frames, on_step)
     out: dict[str, Any] = {"steps": steps, "eager_torch_step": _percentiles_us(eager)}
     if bundle.has("backbone_step"):
-        pipeline = _pipeline_step_seconds(bundle, frontend, "onnxruntime", frames)
+        pipeline = _pipeline_step_seconds(bundle, frontend, "onnxruntime", frames, on_step)
         out[f"{frontend}_frontend+onnxruntime_step"] = _percentiles_us(pipeline)
         out["speedup_p50_vs_eager"] = out["eager_torch_step"]["p50_us"] / out[f"{frontend}_frontend+onnxruntime_step"]["p50_us"]
     big = torch.poisson(torch.full((batch, min(steps, 300), c.input_channels, c.input_height, c.input_width), 0.1))

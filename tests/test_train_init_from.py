@@ -110,3 +110,8 @@ def test_labels_beyond_the_classes_are_refused(tmp_path):
     result = CliRunner().invoke(main, ["train", "--init-from", str(asset_path(ASSET_CHECKPOINT)), "--data",
                                        str(path), "--epochs", "1", "-o", str(tmp_path / "t.safetensors")])
     assert result.exit_code == 1 and "10 classes" in result.output and "Traceback" not in result.output
+
+
+def test_train_help_says_how_long_the_defaults_take():
+    text = CliRunner().invoke(main, ["train", "--help"]).output
+    assert "two" in text and "minutes on 2 CPU cores" in text and "123 s" in text

@@ -58,9 +58,11 @@ def frames_of_file(events_path: str | Path, model_size: tuple[int, int], dt_us: 
     return frames, description
 
 
-def record_frontend_run(runtime: FrontendRuntime, frames: torch.Tensor, *, dt_s: float, name: str) -> SpikeRecord:
-    """Step a FrontendRuntime over `frames`, keeping every layer's spikes and each step's time."""
+def record_frontend_run(runtime: FrontendRuntime, frames: torch.Tensor, *, dt_s: float, name: str,
+                        on_step=None) -> SpikeRecord:
+    """Step a FrontendRuntime over `frames`, keeping every layer's spikes and each step's time
+    (`on_step()` after each step: a progress bar)."""
     seconds: list[float] = []
-    spikes = step_layers(runtime, frames, step_seconds=seconds)
+    spikes = step_layers(runtime, frames, step_seconds=seconds, on_step=on_step)
     return SpikeRecord(frames, tuple(spikes.values()), dt_s=dt_s, step_latency_s=np.asarray(seconds),
                        runtime=f"{name} front-end (stepped, batch {frames.shape[0]})")
