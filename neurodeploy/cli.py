@@ -419,7 +419,7 @@ def inspect(path: str, as_json: bool, **event_input: Any) -> None:
               "(optional extra `pip install neurodeploy[sanafe]`, GPL-3.0, run in its own process): energy and latency "
               "per step, spikes checked against the Loihi-timing model.")
 @click.option("--sanafe-steps", default=10, show_default=True, help="Time steps of the SANA-FE run.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def targets(path: str, targets: tuple[str, ...], limits_file: str | None, sanafe: bool, sanafe_steps: int,
             as_json: bool) -> None:
     """Which chips the spiking front-end of PATH (a bundle or a .nir file) fits, layer by layer.
@@ -504,8 +504,10 @@ def _print_tree(payload: dict, indent: int = 0) -> None:
 @main.command()
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
 @click.argument("events", required=False)
-@click.option("--samples", type=int, default=2, show_default=True, help="Synthetic samples when no EVENTS given.")
-@click.option("--steps", type=int, default=20, show_default=True, help="Time steps per sample checked.")
+@click.option("--samples", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Synthetic samples when no EVENTS given.")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Time steps per sample checked.")
 @click.option("--lava/--no-lava", default=False, show_default=True, help="Include the Lava runtime (slow).")
 @with_event_input
 @json_option()
@@ -543,8 +545,9 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 
 @main.command()
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
-@click.option("--steps", type=int, default=300, show_default=True, help="Steps timed at batch 1.")
-@click.option("--batch", type=int, default=32, show_default=True, help="Batch for the throughput figure.")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Steps timed at batch 1.")
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Batch for the throughput figure.")
 @click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True)
 @json_option()
 def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool) -> None:
@@ -580,7 +583,7 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 @click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True,
               help="Runtime whose spikes are counted.")
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
-@click.option("--max-samples", type=int, default=16, show_default=True)
+@click.option("--max-samples", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
 @with_event_input
 @json_option("Print the report as JSON instead of Markdown.")

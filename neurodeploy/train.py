@@ -56,6 +56,10 @@ SMALL_MODEL: dict[str, Any] = dict(conv_channels=8, spiking_channels=16, d_model
 _DEPLOYABLE_FIELDS = ("pooling", "reset", "reset_timing", "interface")
 
 
+class TrainError(NeurodeployError, ValueError):
+    """A training request that cannot run as given (the message names the option)."""
+
+
 # -- data ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FrameDataset:
@@ -68,7 +72,7 @@ class FrameDataset:
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 5 or self.labels.ndim != 1 or len(self.frames) != len(self.labels):
-            raise ValueError(f"frames {tuple(self.frames.shape)} and labels {tuple(self.labels.shape)} do not match")
+            raise TrainError(f"frames {tuple(self.frames.shape)} and labels {tuple(self.labels.shape)} do not match")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,7 +85,7 @@ class FrameDataset:
 def n_bins_for(duration_us: int, dt_us: int) -> int:
     """Bins that cover a sample of `duration_us` at `dt_us` per bin."""
     if dt_us <= 0 or duration_us <= 0:
-        raise ValueError(f"dt_us ({dt_us}) and duration_us ({duration_us}) must be positive")
+        raise TrainError(f"dt_us ({dt_us}) and duration_us ({duration_us}) must be positive")
     return -(-duration_us // dt_us)
 
 
@@ -115,7 +119,7 @@ def bin_labelled_recording(path: str | Path, dt_us: int, n_bins: int) -> FrameDa
 def bin_samples(samples: Sequence[tuple[Recording, int]], dt_us: int, n_bins: int, *, seed: int = -1) -> FrameDataset:
     """Bin labelled recordings once into one tensor."""
     if not samples:
-        raise ValueError("no samples to bin")
+        raise TrainError("no samples to bin")
     width, height = samples[0][0].sensor_size
     frames = np.zeros((len(samples), n_bins, 2, height, width), np.int16)
     for i, (recording, _) in enumerate(samples):
@@ -132,7 +136,7 @@ def build_dataset(n_samples: int, seed: int, *, dt_us: int = 10_000, duration_us
     time (`NmnistLike`) so that only one sample's events are alive at once.
     """
     if n_samples < 1:
-        raise ValueError(f"n_samples must be positive, got {n_samples}")
+        raise TrainError(f"n_samples must be positive, got {n_samples}")
     n_bins = n_bins_for(duration_us, dt_us)
     lazy = NmnistLike(n_samples, seed=seed, duration_us=duration_us)
     frames = np.zeros((n_samples, n_bins, 2, SENSOR_SIZE[1], SENSOR_SIZE[0]), np.int16)
