@@ -38,7 +38,7 @@ from neurodeploy.bundle import Bundle, load_bundle
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.events.binning import FrameBinner, to_frames_dt
 from neurodeploy.events.labels import LabelSegment, labels_beside, read_label_file
-from neurodeploy.events.transforms import TransformedSource, Transforms, check_fits
+from neurodeploy.events.transforms import SensorSizeError, TransformedSource, Transforms, as_transforms, check_fits
 from neurodeploy.realtime import real_time_factor
 from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
 from neurodeploy.sources import open_source
@@ -480,7 +480,10 @@ def check_sensor_size(bundle: Bundle, sensor_size: tuple[int, int], source: str,
     """Refuse events whose sensor size (after `transforms`) is not the model's input size, naming
     both and the transform flags that fit them (events.transforms.check_fits)."""
     c = bundle.config
-    check_fits(source, tuple(sensor_size), transforms or Transforms(), (c.input_width, c.input_height))
+    try:
+        check_fits(source, tuple(sensor_size), transforms or Transforms(), (c.input_width, c.input_height))
+    except SensorSizeError as err:
+        raise StreamError(str(err)) from None
 
 
 def pick_runtimes(bundle: Bundle, frontend: str | None, backbone: str | None,
@@ -528,7 +531,8 @@ def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray
            backbone: str | None = None, sensor_size: tuple[int, int] | None = None, follow: bool = False,
            format: str | None = None, idle_timeout_s: float = 2.0,
            labels: str | Path | Sequence[LabelSegment] | None = None, window_us: int | None = None,
-           transforms: Transforms | None = None, live: bool | None = None,
+           transforms: Transforms | Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
+           live: bool | None = None,
            steps_per_sample: int | None = None, truncated: str | None = None, out_of_bounds: str = "error",
            non_monotonic: str = "error", say: Callable[[str], None] | None = None,
            warn: Callable[[str], None] | None = None, **options: Any) -> StreamRun:
@@ -538,7 +542,8 @@ def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray
     2. `source`: an event file path, `-` or an address (see neurodeploy.sources), read with the
        policy `truncated` / `out_of_bounds` / `non_monotonic` (events.ReadPolicy), or an
        iterable of event packets (then `sensor_size` is needed).
-    3. `transforms` (`events.transforms.Transforms`: crop, downsample, denoise...) fit the sensor
+    3. `transforms` (`events.transforms.Transforms`: crop, downsample, denoise...; or a list of
+       callables events -> events, a geometry-changing one with `output_sensor_size`) fit the sensor
        to the model, on every packet, files and live sources alike; none given: the ones the
        bundle recorded at export (`input_transforms`).
     4. The sensor size (after the transforms) must be the model's input size; the error names
@@ -559,7 +564,7 @@ def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray
     options.setdefault("dt_us", bundle.dt_us)
     notes: list[str] = []  # said once the source is open and fits: an error comes before any output
     frontend, backbone = pick_runtimes(bundle, frontend, backbone, notes.append)
-    transforms = input_transforms(bundle, transforms, notes.append)
+    transforms = input_transforms(bundle, as_transforms(transforms), notes.append)
     if isinstance(source, (str, Path)):
         opened = open_source(str(source), sensor_size=sensor_size, follow=follow, format=format,
                              idle_timeout_s=idle_timeout_s, truncated=truncated, out_of_bounds=out_of_bounds,

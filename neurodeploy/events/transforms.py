@@ -301,6 +301,36 @@ class Transforms:
         return cls(tuple(steps))
 
 
+@dataclasses.dataclass(frozen=True)
+class Plain:
+    """Any callable events -> events as a transform of the chain; a geometry-changing one says its
+    output size through an `output_sensor_size(sensor_size)` method. Not recordable in a bundle."""
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    name = "callable"
+
+    def output_size(self, sensor_size: Size) -> Size:
+        resize = getattr(self.fn, "output_sensor_size", None)
+        return tuple(resize(sensor_size)) if resize is not None else tuple(sensor_size)
+
+    def streamer(self, sensor_size: Size) -> Callable[[np.ndarray], np.ndarray]:
+        return self.fn
+
+    def describe(self) -> str:
+        return getattr(self.fn, "__name__", type(self.fn).__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        raise TransformError(f"{self.describe()}: a plain callable cannot be recorded in a bundle; use the "
+                             "transforms of neurodeploy.events.transforms")
+
+
+def as_transforms(value: Transforms | Iterable[Any] | None) -> Transforms | None:
+    """None, a Transforms chain, or a sequence of transforms / plain callables -> a Transforms (or None)."""
+    if value is None or isinstance(value, Transforms):
+        return value
+    return Transforms(tuple(step if isinstance(step, (_Stateless, Denoise)) else Plain(step) for step in value))
+
+
 def _size(flag: str, value: str) -> Size:
     try:
         width, height = (int(v) for v in value.lower().split("x"))

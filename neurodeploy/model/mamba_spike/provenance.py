@@ -3,7 +3,7 @@ format, reference v1 de1cf60, reference v2 b77c890, a bare state_dict), the bin 
 and the accuracy it recorded. `info`, `inspect`, `train --init-from` and the report use it.
 
 The reference checkpoints store no bin width: the reference training cuts every recording into
-`time_steps` equal bins (tonic `ToFrame(n_time_bins=...)`, REFERENCE.md), so the bin width follows
+`time_steps` equal bins (tonic `ToFrame(n_time_bins=...)`, docs/mamba_spike_model.md), so the bin width follows
 from the recording length. For N-MNIST (34x34) recordings last about 300 ms, which gives
 300 ms / time_steps (1000 us at the reference's 300 bins); for the 128x128 datasets the
 recordings vary in length and no single dt follows: the caller must name one.
