@@ -524,18 +524,20 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
     """
     from neurodeploy.bundle import load_bundle
     from neurodeploy.stream import input_transforms
-    from neurodeploy.verification import verify_bundle
+    from neurodeploy.verification import verify_bundle, verify_work
 
     bundle = load_bundle(bundle_dir)
     transforms = input_transforms(bundle, transforms_from_cli(event_input),
                                   None if as_json else lambda line: click.echo(line, err=True))
-    with _stderr_console(quiet=as_json).status("verifying: every runtime of the bundle on the same inputs"):
+    with _progress_bar(as_json) as bar:
+        task = bar.add_task("every runtime on the same inputs", total=verify_work(bundle, steps, lava))
         outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava,
-                                transforms=transforms, reading=reading_from_cli(event_input))
+                                transforms=transforms, reading=reading_from_cli(event_input),
+                                on_step=lambda: bar.advance(task))
     if as_json:
         _echo_json(outcome)
     else:
-        _print_tree(outcome)
+        _print_tree({k: v for k, v in outcome.items() if k != "checked"})
         if not bundle.has("frontend_nir"):
             click.echo("front-end: not verified (no NIR in this bundle)")
         click.echo(f"checked: {', '.join(outcome['checked']) or 'nothing (the bundle holds only the PyTorch model)'}")

@@ -43,11 +43,19 @@ def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, 
     return windows, f"{events}: {windows.shape[0]} windows of {steps} bins"
 
 
+def verify_work(bundle: Bundle, steps: int, include_lava: bool) -> int:
+    """The `on_step` calls `verify_bundle` makes: every front-end and backbone runtime, `steps` each."""
+    frontends = 1 + bundle.has("frontend_nir") + (include_lava and bundle.has("frontend_netx"))
+    return steps * (frontends + 1 + bundle.has("backbone_step"))
+
+
 def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2, steps: int = 20,
-                  include_lava: bool = False, transforms=None, reading: dict | None = None) -> dict[str, Any]:
+                  include_lava: bool = False, transforms=None, reading: dict | None = None,
+                  on_step=None) -> dict[str, Any]:
+    """`on_step()` after every runtime step (`verify_work` of them: a progress bar)."""
     frames, description = sample_frames(bundle, events, samples, steps, transforms=transforms, reading=reading)
     model = bundle.model()
-    reference = step_layers(bundle.frontend_runtime("torch"), frames)
+    reference = step_layers(bundle.frontend_runtime("torch"), frames, on_step=on_step)
     outcome: dict[str, Any] = {"inputs": description, "frontend": {}, "backbone": {}}
     passed = True
     kinds = [k for k, key in (("nir", "frontend_nir"), ("lava", "frontend_netx")) if bundle.has(key)]
@@ -55,7 +63,7 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
         kinds.remove("lava")
     for kind in kinds:
         with bundle.frontend_runtime(kind, steps_per_sample=steps) as runtime:
-            spikes = step_layers(runtime, frames)
+            spikes = step_layers(runtime, frames, on_step=on_step)
         agreement = {name: float((spikes[name] == reference[name]).float().mean()) for name in reference if name in spikes}
         required = 1.0 if kind == "nir" else LAVA_MIN_AGREEMENT
         ok = all(a >= required for a in agreement.values()) and set(agreement) == set(reference)
@@ -75,10 +83,10 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
         offline = model.backbone_forward(spikes)
     if not bundle.has("backbone_step"):
         outcome["backbone"]["onnxruntime"] = "not verified (no ONNX backbone in this bundle)"
-    want_anytime, _ = step_backbone(bundle.backbone_runtime("torch"), spikes)
+    want_anytime, _ = step_backbone(bundle.backbone_runtime("torch"), spikes, on_step=on_step)
     for kind in ("onnxruntime",) if bundle.has("backbone_step") else ():
         runtime = bundle.backbone_runtime(kind)
-        got_anytime, got_final = step_backbone(runtime, spikes)
+        got_anytime, got_final = step_backbone(runtime, spikes, on_step=on_step)
         worst_anytime = float((got_anytime - want_anytime).abs().max())
         final = float((got_final - offline).abs().max())
         full = float((torch.as_tensor(runtime.run(spikes)) - offline).abs().max()) if bundle.has("backbone") else None
