@@ -5,7 +5,7 @@ Small tonic-style callables (frozen dataclasses): each knows the sensor size it 
 carry their sensor size), and gives a `streamer(sensor_size)` that transforms packet by packet,
 so files and live sources go through the same code. `Transforms` chains them.
 
-Semantics are tonic 1.7's, checked against tonic in tests/test_events_transforms.py:
+Semantics are tonic 1.7's, checked against tonic in tests/test_events_transforms.py (docs/real_cameras.md):
 
 - `Crop(x, y, width, height)`: tonic `functional.crop_numpy` with a fixed box: events inside
   the box are kept and shifted by (-x, -y); the rest are removed (and counted by
