@@ -106,6 +106,9 @@ _reading_options = [
                  help="Events outside the sensor: refuse, or drop and count them."),
     click.option("--non-monotonic", type=click.Choice(["error", "keep", "sort"]), default="error", show_default=True,
                  help="Timestamps going backwards: refuse, keep or sort (counted)."),
+    click.option("--layout", type=click.Choice(["dvs128", "davis"]), default=None,
+                 help="AEDAT 2.0 address layout, when the file's header names no known chip."),
+    click.option("--event-stream", default=None, help="AEDAT4: the name of the event stream to read (default: events)."),
 ]
 _transform_options = [
     click.option("--crop", default=None, metavar="X,Y,W,H", help="Keep this box of the sensor (tonic crop)."),
@@ -120,7 +123,7 @@ _transform_options = [
                  help="Drop events without a neighbour event within US microseconds (tonic Denoise)."),
 ]
 TRANSFORM_FLAGS = ("crop", "center_crop", "downsample", "flip_x", "flip_y", "merge_polarity", "denoise_us")
-READING_FLAGS = ("sensor_size", "event_format", "truncated", "out_of_bounds", "non_monotonic")
+READING_FLAGS = ("sensor_size", "event_format", "truncated", "out_of_bounds", "non_monotonic", "layout", "event_stream")
 
 
 def with_event_input(fn, *, transforms: bool = True):
@@ -149,7 +152,8 @@ def reading_from_cli(params: dict) -> dict:
     """The reading keywords of `open_source` / `events.load` from the reading flags."""
     return {"sensor_size": _sensor_size(params.get("sensor_size")), "format": params.get("event_format"),
             "truncated": params.get("truncated"), "out_of_bounds": params.get("out_of_bounds", "error"),
-            "non_monotonic": params.get("non_monotonic", "error")}
+            "non_monotonic": params.get("non_monotonic", "error"), "layout": params.get("layout"),
+            "event_stream": params.get("event_stream")}
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})

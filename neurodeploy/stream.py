@@ -534,7 +534,8 @@ def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray
            transforms: Transforms | Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
            live: bool | None = None,
            steps_per_sample: int | None = None, truncated: str | None = None, out_of_bounds: str = "error",
-           non_monotonic: str = "error", say: Callable[[str], None] | None = None,
+           non_monotonic: str = "error", layout: str | None = None, event_stream: str | None = None,
+           say: Callable[[str], None] | None = None,
            warn: Callable[[str], None] | None = None, **options: Any) -> StreamRun:
     """Open a stream: the one way in, for `neurodeploy run`, `neurodeploy demo` and `neurodeploy.stream()`.
 
@@ -568,7 +569,7 @@ def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray
     if isinstance(source, (str, Path)):
         opened = open_source(str(source), sensor_size=sensor_size, follow=follow, format=format,
                              idle_timeout_s=idle_timeout_s, truncated=truncated, out_of_bounds=out_of_bounds,
-                             non_monotonic=non_monotonic)
+                             non_monotonic=non_monotonic, layout=layout, event_stream=event_stream)
         packets, size, source_live, name = opened.packets, opened.sensor_size, opened.live, str(source)
     else:
         if sensor_size is None:

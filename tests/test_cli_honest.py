@@ -59,9 +59,20 @@ def test_messages_name_flags_that_exist(small_bundle, tmp_path):
     assert json.loads(dropped.output)["decode"]["out_of_bounds"] == 1
     for command in ("run", "verify", "report", "inspect"):
         text = runner.invoke(main, [command, "--help"]).output
-        for flag in ("--sensor-size", "--format", "--truncated", "--out-of-bounds", "--downsample", "--crop",
-                     "--center-crop", "--flip-x", "--merge-polarity", "--denoise-us"):
+        for flag in ("--sensor-size", "--format", "--truncated", "--out-of-bounds", "--non-monotonic", "--layout",
+                     "--event-stream", "--downsample", "--crop", "--center-crop", "--flip-x", "--merge-polarity",
+                     "--denoise-us"):
             assert flag in text, (command, flag)
+
+
+def test_aedat4_stream_name_flag(tmp_path, recording_34):
+    path = tmp_path / "r.aedat4"
+    E.save(recording_34, path)
+    runner = CliRunner()
+    wrong = runner.invoke(main, ["inspect", str(path), "--event-stream", "nope"])
+    assert wrong.exit_code == 1 and "--event-stream" in wrong.output
+    right = runner.invoke(main, ["inspect", str(path), "--event-stream", "events", "--json"])
+    assert right.exit_code == 0 and json.loads(right.output)["events"] == len(recording_34)
 
 
 def _reference_like(tmp_path, threshold):

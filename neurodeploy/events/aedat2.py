@@ -96,7 +96,8 @@ class Aedat2Decoder(IncrementalDecoder):
         name = self.layout_name or chip_layout
         if name is None:
             raise self.error("cannot tell the address layout: no known '# AEChip:' header line", 0,
-                             "pass layout='dvs128' or layout='davis' (and sensor_size for DAVIS)")
+                             "pass --layout dvs128 or --layout davis (and --sensor-size for DAVIS; layout= / sensor_size= in "
+                             "Python)")
         if name not in LAYOUTS:
             raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {name!r}")
         self.layout = LAYOUTS[name]
