@@ -28,21 +28,26 @@ def recording_34(tmp_path_factory):
     return E.Recording(rec.events[rec.events["t"] < 600_000], rec.sensor_size)
 
 
-@pytest.mark.parametrize("fmt, name", [("dat", "cut.dat"), ("evt2", "cut2.raw"), ("evt3", "cut3.raw")])
+@pytest.mark.parametrize("fmt, name", [("dat", "cut.dat"), ("evt2", "cut2.raw"), ("evt3", "cut3.raw"),
+                                       ("nmnist_bin", "cut.bin"), ("aedat2", "cut2.aedat"), ("aedat3", "cut3.aedat")])
 def test_truncated_file_is_refused_before_any_output_in_every_format(small_bundle, recording_34, tmp_path, fmt, name):
     whole = tmp_path / f"whole_{name}"
-    E.save(recording_34, whole, format=fmt)
+    if fmt == "aedat2":  # the DAVIS layout: the 34x34 scene on a DAVIS346
+        E.save(E.Recording(recording_34.events, (346, 260)), whole, format=fmt, layout="davis")
+    else:
+        E.save(recording_34, whole, format=fmt)
     cut = tmp_path / name
     cut.write_bytes(whole.read_bytes()[:-3])
     runner = CliRunner()
+    fit = ["--crop", "0,0,34,34"] if fmt == "aedat2" else []
     refused = runner.invoke(main, ["run", str(small_bundle), str(cut), "--window-us", "300000", "--frontend", "torch",
-                                   "--backbone", "torch"])
+                                   "--backbone", "torch", *fit])
     assert refused.exit_code == 1
     assert "ends inside a record" in refused.output and "--truncated count" in refused.output
     assert "sample" not in refused.output  # the error comes before any sample was printed
     assert "Traceback" not in refused.output
     counted = runner.invoke(main, ["run", str(small_bundle), str(cut), "--window-us", "300000", "--frontend", "torch",
-                                   "--backbone", "torch", "--truncated", "count"])
+                                   "--backbone", "torch", "--truncated", "count", *fit])
     assert counted.exit_code == 0, counted.output
     seen = runner.invoke(main, ["inspect", str(cut), "--truncated", "count", "--json"])
     assert seen.exit_code == 0 and json.loads(seen.output)["decode"]["truncated_bytes"] > 0
