@@ -67,3 +67,31 @@ def test_report_in_a_headless_browser(report_dir, tmp_path, width):
     assert result["images"] == page.count("data:image/png;base64,") >= 4
     assert result["broken"] == []
     assert result["outside"] == [] and result["scrollWidth"] <= result["width"], result
+
+
+def test_every_legend_sits_outside_the_data(shipped_onnx_bundle, tmp_path, monkeypatch):
+    from neurodeploy.bundle import load_bundle
+    from neurodeploy.report import build_report
+    from neurodeploy.report import plots
+    from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
+
+    bundle = load_bundle(shipped_onnx_bundle)
+    frames, _ = frames_of_samples(bundle, asset_path(ASSET_RECORDING), max_samples=2)
+    record = record_frontend_run(bundle.frontend_runtime("torch"), frames, dt_s=bundle.dt_us / 1e6, name="torch")
+    report = build_report(bundle.model(), record, targets=("loihi", "spinnaker2"), host="cpu", dt_s=bundle.dt_us / 1e6)
+    checked = []
+    save = plots._save
+
+    def check_then_save(fig, path):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is not None:
+                assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1, path.name
+                checked.append(path.name)
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", check_then_save)
+    plots.write_plots(report, tmp_path)
+    assert len(checked) == 4  # spikes over time, synaptic ops, energy, latency
