@@ -248,6 +248,16 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
                                      "another --output folder")
     console = _stderr_console(quiet=as_json)
     transforms = transforms_from_cli(transform_flags)
+    if not transforms:
+        from neurodeploy.events.transforms import Transforms
+        from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
+
+        trained_with = checkpoint_metadata(checkpoint).get("transforms") if checkpoint.endswith(".safetensors") else None
+        if trained_with:
+            transforms = Transforms.from_list(json.loads(trained_with))
+            if not as_json:
+                click.echo(f"input transforms: {transforms.describe()} (the checkpoint was trained with them; "
+                           "recorded in the bundle)", err=True)
     options = bundle_mod.ExportOptions(
         dt_us=dt_us, artifacts=tuple(a.strip() for a in artifacts.split(",") if a.strip()),
         pool_rewrite=pool_rewrite, netx_weight_scale=netx_weight_scale, transforms=tuple(transforms.to_list()),
@@ -760,7 +770,9 @@ def train(out_path: str, epochs: int, n_train: int, n_test: int, seed: int, dt_u
                          dt_us=dt_us, model=overrides)
     result = run_training(config, train_data=train_data, test_data=test_data,
                           progress=not as_json and sys.stderr.isatty())
-    extra = {"dataset": str(data_path)} if data_path else None
+    extra = {"dataset": str(data_path)} if data_path else {}
+    if data_path and transforms:  # export records them in the bundle: run applies them by default
+        extra["transforms"] = json.dumps(transforms.to_list())
     save_trained(result, out_path, command="neurodeploy train " + " ".join(sys.argv[2:]), extra=extra)
     if as_json:
         _echo_json({"checkpoint": out_path, "metrics": result.metrics})

@@ -99,6 +99,14 @@ def test_fine_tune_on_a_camera_file_with_labels_csv_and_transforms(tmp_path):
     done = runner.invoke(main, [*args, "--crop", "150,100,34,34"])
     assert done.exit_code == 0, done.output
     assert json.loads(done.output)["metrics"]["n_train"] == 3
+    # the checkpoint remembers the transform it was trained with; export records it in the bundle
+    exported = runner.invoke(main, ["export", str(tmp_path / "t.safetensors"), "-o", str(tmp_path / "b"),
+                                    "--artifacts", "onnx"])
+    assert exported.exit_code == 0, exported.output
+    assert "input transforms: crop 34x34 at (150, 100) (the checkpoint was trained with them" in exported.output
+    ran = runner.invoke(main, ["run", str(tmp_path / "b"), str(camera), "--labels", str(labels), "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["summary"]["samples"] == 4
 
 
 def test_labels_beyond_the_classes_are_refused(tmp_path):
