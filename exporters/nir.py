@@ -135,7 +135,8 @@ SATURATED = 0.5  # fraction of neuron-steps spiking at which a layer counts as s
 @torch.no_grad()
 def rewrite_max_pooling(model: MambaSpike | SpikingFrontend, pool_rewrite: str,
                         sample: torch.Tensor | None = None, *,
-                        sample_description: str | None = None) -> tuple[MambaSpike | SpikingFrontend, PoolRewriteReport]:
+                        sample_description: str | None = None
+                        ) -> tuple[MambaSpike | SpikingFrontend, PoolRewriteReport]:
     """Replace max pooling by `pool_rewrite` ("avg" or "sum") and measure what changes.
 
     The weights are kept as they are. Neither rewrite is scale-equivalent to max pooling:
@@ -212,7 +213,8 @@ def _refuse_max_pooling(frontend: SpikingFrontend) -> None:
     raise UnsupportedLayerError(
         "spiking_frontend pools with MaxPool2d(2) after conv1 (pool1) and conv2 (pool2); NIR has no max "
         "pooling, so this front-end cannot be exported exactly. Ways out: (1) export with "
-        "--pool-rewrite avg|sum (pool_rewrite='avg' or 'sum' in Python; an approximation: the export measures and reports how many spikes "
+        "--pool-rewrite avg|sum (pool_rewrite='avg' or 'sum' in Python; an approximation: the export measures "
+        "and reports how many spikes "
         "per layer and which predictions change); (2) fine-tune with pooling='avg' or 'sum' "
         "(MambaSpikeConfig.deployable()) and export that; (3) keep the front-end in PyTorch "
         "(neurodeploy.runtimes.torch.TorchFrontendRuntime)."

@@ -108,7 +108,8 @@ _reading_options = [
                  help="Timestamps going backwards: refuse, keep or sort (counted)."),
     click.option("--layout", type=click.Choice(["dvs128", "davis"]), default=None,
                  help="AEDAT 2.0 address layout, when the file's header names no known chip."),
-    click.option("--event-stream", default=None, help="AEDAT4: the name of the event stream to read (default: events)."),
+    click.option("--event-stream", default=None,
+                 help="AEDAT4: the name of the event stream to read (default: events)."),
 ]
 _transform_options = [
     click.option("--crop", default=None, metavar="X,Y,W,H", help="Keep this box of the sensor (tonic crop)."),
@@ -252,7 +253,8 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
         from neurodeploy.events.transforms import Transforms
         from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
 
-        trained_with = checkpoint_metadata(checkpoint).get("transforms") if checkpoint.endswith(".safetensors") else None
+        trained_with = (checkpoint_metadata(checkpoint).get("transforms")
+                        if checkpoint.endswith(".safetensors") else None)
         if trained_with:
             transforms = Transforms.from_list(json.loads(trained_with))
             if not as_json:
@@ -354,7 +356,8 @@ def run(bundle_dir: str, source: str, frontend: str | None, backbone: str | None
                 if not as_json:
                     # times relative to the recording's first event (epoch-stamped cameras print readably)
                     t0 = stream.stats.first_t_us or 0
-                    mark = "" if result.label is None else ("  ok" if result.correct else f"  WRONG (label {result.label})")
+                    mark = ("" if result.label is None
+                            else "  ok" if result.correct else f"  WRONG (label {result.label})")
                     click.echo(f"sample {result.index:3d}  [{(result.t_start_us - t0) / 1e6:8.3f}s, "
                                f"{(result.t_end_us - t0) / 1e6:8.3f}s)  pred {result.prediction:2d}  "
                                f"p={max(result.scores):.2f}  steps {result.n_steps:4d}  "
@@ -496,7 +499,8 @@ def targets(path: str, targets: tuple[str, ...], limits_file: str | None, sanafe
 
 def _progress_bar(quiet: bool):
     """A rich progress bar on stderr; silent under --json (`quiet`) and when stderr is not a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=_stderr_console(quiet=quiet), transient=True)
@@ -578,7 +582,8 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 
     bundle = load_bundle(bundle_dir)
     with _progress_bar(as_json) as bar:
-        task = bar.add_task(f"timing {steps} steps at batch 1, then a batch of {batch}", total=bench_work(bundle, steps))
+        task = bar.add_task(f"timing {steps} steps at batch 1, then a batch of {batch}",
+                            total=bench_work(bundle, steps))
         outcome = bench_bundle(bundle, steps=steps, batch=batch, frontend=frontend,
                                on_step=lambda: bar.advance(task))
     if as_json:

@@ -38,7 +38,8 @@ def open_source(spec: str, *, sensor_size: tuple[int, int] | None = None, follow
     """Resolve `spec` to a packet iterator with its sensor size (see the module docstring).
 
     `truncated`, `out_of_bounds` and `non_monotonic` are the reading policy (`events.ReadPolicy`);
-    `truncated=None` keeps each source's default ('error' for files, 'count' for followed files and stdin, which may stop anywhere).
+    `truncated=None` keeps each source's default ('error' for files, 'count' for followed files and
+    stdin, which may stop anywhere).
     `layout` (AEDAT 2.0 address layout) and `event_stream` (AEDAT4 stream name) apply to files."""
     return _open_raw(spec, sensor_size=sensor_size, follow=follow, format=format, idle_timeout_s=idle_timeout_s,
                      policy={k: v for k, v in dict(truncated=truncated, out_of_bounds=out_of_bounds,

@@ -168,7 +168,8 @@ class BackboneRuntime(_Closing, ABC):
 # -- the one stepping loop ----------------------------------------------------------------
 @torch.no_grad()
 def _stepped_layers(runtime: FrontendRuntime, frames: torch.Tensor,
-                    step_seconds: list[float] | None, on_step: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
+                    step_seconds: list[float] | None,
+                    on_step: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
     runtime.reset(frames.shape[0])
     per_layer: dict[str, list[torch.Tensor]] = {}
     for t in range(frames.shape[1]):

@@ -157,7 +157,8 @@ def test_bundle_records_its_transform_and_run_applies_it(bundle, recordings, sce
     ran = runner.invoke(main, ["run", str(out), str(recordings["davis346.aedat4"]), "--frontend", "torch",
                                "--labels", str(labels_csv)])
     assert ran.exit_code == 0, ran.output
-    assert "input transforms: downsample to 34x34 (tonic Downsample, counts pooled) (recorded in the bundle at export" in ran.output
+    assert ("input transforms: downsample to 34x34 (tonic Downsample, counts pooled) "
+            "(recorded in the bundle at export") in ran.output
     described = runner.invoke(main, ["inspect", str(recordings["gen3.raw"]), "--crop", "301,210,34,34", "--json"])
     assert described.exit_code == 0, described.output
     assert '"sensor_size": "34x34"' in described.output and '"sensor_size": "640x480"' in described.output

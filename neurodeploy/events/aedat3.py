@@ -65,7 +65,8 @@ class Aedat3Decoder(IncrementalDecoder):
         if not self._override:
             self.sensor_size = _sizes_from_header(text)
         if self.sensor_size is None:
-            raise self.error("the header names no sensor this reader knows", 0, "pass --sensor-size WxH (sensor_size=(width, height) in Python)")
+            raise self.error("the header names no sensor this reader knows", 0,
+                             "pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         return nl + 1
 
     def _decode(self, buf, offset):

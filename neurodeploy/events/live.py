@@ -293,7 +293,8 @@ class CsvStreamSource(_Source):
         self.sensor_size = self._decoder.sensor_size
         if self.sensor_size is None:
             raise EventFileError(str(self.name), "no '# sensor_size: WxH' comment before the data",
-                                 field="sensor_size", fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
+                                 field="sensor_size",
+                                 fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         self._check = PacketChecker(str(self.name), self.sensor_size, self.policy, self.stats)
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -62,7 +62,8 @@ class PacketChecker:
                     f"event {self.index + i} at (x={int(e['x'])}, y={int(e['y'])}) lies outside the sensor "
                     f"{self.width}x{self.height}",
                     field="x/y",
-                    fix="pass the right --sensor-size WxH, or --out-of-bounds drop to drop and count them (sensor_size= / out_of_bounds='drop' in Python)")
+                    fix="pass the right --sensor-size WxH, or --out-of-bounds drop to drop and count them "
+                        "(sensor_size= / out_of_bounds='drop' in Python)")
             events = events[~outside]
             self.stats.out_of_bounds += n_out
         t = events["t"]

@@ -278,7 +278,8 @@ class Transforms:
         return apply
 
     def __call__(self, recording: Recording) -> Recording:
-        return Recording(self.streamer(recording.sensor_size)(recording.events), self.output_size(recording.sensor_size))
+        size = recording.sensor_size
+        return Recording(self.streamer(size)(recording.events), self.output_size(size))
 
     def describe(self) -> str:
         return ", then ".join(step.describe() for step in self.steps) or "none"
@@ -367,7 +368,8 @@ def from_flags(*, crop: str | None = None, center_crop: str | None = None, downs
             try:
                 factor = float(downsample)
             except ValueError:
-                raise TransformError(f"--downsample {downsample}: expected a factor (0.1) or WIDTHxHEIGHT (34x34)") from None
+                raise TransformError(f"--downsample {downsample}: expected a factor (0.1) or WIDTHxHEIGHT "
+                                     "(34x34)") from None
             steps.append(Downsample(factor=factor))
     if center_crop is not None:
         steps.append(CenterCrop(*_size("--center-crop", center_crop)))

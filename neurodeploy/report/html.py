@@ -68,7 +68,8 @@ def write_html(report, path: Path, preamble_markdown: str = "") -> dict[str, Pat
                        f'src="data:image/png;base64,{data}"><figcaption>{html.escape(CAPTIONS[name])} '
                        f'(<a href="{png.name}">{png.name}</a>)</figcaption></figure>')
     page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>neurodeploy report</title>"
-            f"<style>{STYLE}</style></head><body>\n{_markdown_to_html(preamble_markdown + report.to_markdown())}\n<h2>Plots</h2>\n"
+            f"<style>{STYLE}</style></head><body>\n"
+            f"{_markdown_to_html(preamble_markdown + report.to_markdown())}\n<h2>Plots</h2>\n"
             + "\n".join(figures) + "\n</body></html>\n")
     path.write_text(page, encoding="utf-8")
     return {"html": path, **{f"plot_{name}": png for name, png in plots.items()}}
