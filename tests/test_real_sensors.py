@@ -212,3 +212,21 @@ def test_live_dv_stream_of_a_real_sensor_with_transforms(bundle, recordings, sce
         proc.wait(timeout=30)
     assert _streamed(results) == _offline(bundle, path, transforms, labels)
     assert run.summary()["events_received"] == len(rec)  # sizes before the transform: nothing lost
+
+
+def test_verify_report_and_inspect_take_the_transform_flags(bundle, recordings, tmp_path):
+    import json
+
+    runner = CliRunner()
+    path = str(recordings["gen3.raw"])
+    verified = runner.invoke(main, ["verify", str(bundle.directory), path, "--crop", "301,210,34,34", "--steps", "10",
+                                    "--samples", "1", "--json"])
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["frontend"]["nir"]["passed"] is True
+    reported = runner.invoke(main, ["report", str(bundle.directory), path, "--crop", "301,210,34,34", "--window-us",
+                                    "300000", "--max-samples", "2", "-o", str(tmp_path / "r"), "--json"])
+    assert reported.exit_code == 0, reported.output
+    provenance = json.loads((tmp_path / "r" / "report.json").read_text())["provenance"]
+    assert provenance["input_transforms"] == "crop 34x34 at (301, 210)" and provenance["events"] == path
+    refused = runner.invoke(main, ["verify", str(bundle.directory), path, "--steps", "10"])
+    assert refused.exit_code == 1 and "--crop X,Y,34,34" in refused.output
