@@ -247,7 +247,6 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise bundle_mod.BundleError(f"{out_dir}: exists and is not empty; pass --force to replace it, or choose "
                                      "another --output folder")
-    console = _stderr_console(quiet=as_json)
     transforms = transforms_from_cli(transform_flags)
     if not transforms:
         from neurodeploy.events.transforms import Transforms
@@ -274,10 +273,18 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
                                            window_us=calibration_window_us, max_samples=calibration_samples,
                                            transforms=transforms)
         described = f"calibration file {described}"
-    with console.status("exporting") as status:
+    # one bar step per phase the export announces (rewrite, NIR with its parity, netx, ONNX with its parity)
+    phases = int(pool_rewrite is not None) + len(set(options.artifacts) & {"nir", "netx", "onnx"})
+    with _progress_bar(as_json) as bar:
+        task = bar.add_task("loading the checkpoint", total=phases)
+
+        def phase(message: str) -> None:
+            if bar.tasks[0].description != "loading the checkpoint":
+                bar.advance(task)
+            bar.update(task, description=message)
+
         result = bundle_mod.export(checkpoint, out_dir, options, config=config_path, sample_frames=frames,
-                                   sample_description=described, progress=lambda message: status.update(message),
-                                   force=force)
+                                   sample_description=described, progress=phase, force=force)
     manifest = result.manifest
     if as_json:
         _echo_json(manifest)
