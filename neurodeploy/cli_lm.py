@@ -87,21 +87,21 @@ def _require(bundle, capability: str) -> None:
         raise UnsupportedCapabilityError(family.name, capability, cap.reason)
 
 
-# options of the event-model commands that mean nothing for a token model: refused when given
-EVENT_OPTIONS = {
-    "run": ("frontend", "labels", "window_us", "follow", "realtime", "replay_factor", "overflow", "queue_packets",
-            "sensor_size", "event_format", "idle_timeout"),
-    "report": ("frontend", "window_us", "max_samples"),
+# the options of `run` and `report` that mean something for a token model; any other option
+# (event reading, transforms, front-end, windows...) given on the command line is refused by name
+TOKEN_OPTIONS = {
+    "run": {"bundle_dir", "source", "backbone", "as_json"},
+    "report": {"bundle_dir", "events", "targets", "compare_all", "host", "devices_file", "out_dir", "as_json"},
 }
 
 
 def refuse_event_options(command: str) -> None:
-    given = [name for name in EVENT_OPTIONS[command] if explicit_option(name)]
+    ctx = click.get_current_context()
+    given = [param.opts[0] for param in ctx.command.params
+             if param.name not in TOKEN_OPTIONS[command] and explicit_option(param.name)]
     if given:
-        flags = ", ".join("--" + ("format" if n == "event_format" else "queue" if n == "queue_packets" else
-                                  n.replace("_", "-")) for n in given)
-        raise NeurodeployError(f"{flags}: event-stream option(s) of `{command}`; a token-model bundle reads token ids "
-                               "and has no front-end. Remove them")
+        raise NeurodeployError(f"{', '.join(given)}: event-stream option(s) of `{command}`; a token-model bundle reads "
+                               "token ids and has no front-end. Remove them")
 
 
 def run_tokens(bundle_dir: str, source: str, runtime: str, as_json: bool) -> None:
