@@ -14,9 +14,8 @@ Same maths as `MambaSpike.run`, arranged for throughput:
 
 Exactness (checked by tests/test_offline_fast.py against tests/plain_reference.py): spikes
 bit-identical, logits within 1e-4. It holds because (a) the batched convolution of a frame is
-computed exactly as a per-step call computes it (measured: oneDNN gives bit-identical results
-for conv1 in channels-last and for conv2/conv3 in NCHW, whatever the batch; the other layouts
-differ in the last bit, which flips a few spikes near threshold), and (b) the LIF kernels keep
+computed exactly as a per-step call computes it (`_EXACT_CONV`: measured per device; other
+layouts or batchings differ in the last bit, which flips a few spikes near threshold), and (b) the LIF kernels keep
 the reference's float32 operation order. `fast_math=True` drops (a) on CPU (channels-last for
 every layer: faster) and allows TF32 on CUDA; then only the prediction agreement is promised,
 and `neurodeploy eval --fast-math` measures it.
@@ -38,9 +37,14 @@ from neurodeploy.model.mamba_spike.frontend import pool_current
 from neurodeploy.model.mamba_spike.interface import moving_average
 from neurodeploy.model.mamba_spike.model import MambaSpike
 
-# per layer: the memory format whose batched convolution is bit-identical to one step's call
-# (CPU, oneDNN; see the module docstring)
-_EXACT_CHANNELS_LAST = (True, False, False)
+# Per device and layer: (channels_last, one call per time step) such that the convolution is
+# bit-identical to the reference's one call per step. Measured (.../benchmarks/offline.py checks
+# it on every run): oneDNN is batch-independent for conv1 in channels-last and conv2/conv3 in
+# NCHW; cuDNN (H200, TF32 off) is for conv1 and conv3 in NCHW, but picks a different conv2
+# algorithm for every batch size, so conv2 keeps one call of B frames per step there.
+_EXACT_CONV = {"cpu": ((True, False), (False, False), (False, False)),
+               "cuda": ((False, False), (False, True), (False, False))}
+_FAST_CONV = ((True, False), (True, False), (True, False))
 
 
 class OfflineOutput(NamedTuple):
@@ -104,10 +108,11 @@ def _frontend(model: MambaSpike, frames: torch.Tensor, lif, fast_math: bool) -> 
     batch, steps = frames.shape[:2]
     x = frames.transpose(0, 1).reshape(steps * batch, *frames.shape[2:])  # time-major
     out = []
+    strategy = _FAST_CONV if fast_math else _EXACT_CONV[frames.device.type]
     for index, conv in enumerate((front.conv1, front.conv2, front.conv3)):
-        channels_last = fast_math or _EXACT_CHANNELS_LAST[index] or frames.device.type == "cuda"
+        channels_last, per_step = strategy[index]
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        current = conv(x)
+        current = torch.cat([conv(x[t * batch:(t + 1) * batch]) for t in range(steps)]) if per_step else conv(x)
         if index < 2:
             current = pool_current(current, c.pooling)
         current = current.contiguous().reshape(steps, batch, *current.shape[1:])
