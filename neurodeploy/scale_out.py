@@ -66,6 +66,12 @@ def _run_shipped(setup: EvalSetup, specs: Sequence[SampleSpec], files: dict[str,
     return evaluate_share(local, specs)
 
 
+def worker_environment(threads: int) -> dict[str, str]:
+    """Environment for a worker process that may use `threads` cores (set it on `dask worker` too)."""
+    n = str(threads)
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "NUMBA_NUM_THREADS": n, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def run_on_dask(setup: EvalSetup, pieces: Sequence[Sequence[SampleSpec]], *, address: str | None = None,
                 workers: int = 2, ship: bool | None = None, progress: Callable[[int, int], None] | None = None,
                 total: int | None = None) -> tuple[list[SharePartial], int]:
@@ -84,7 +90,12 @@ def run_on_dask(setup: EvalSetup, pieces: Sequence[Sequence[SampleSpec]], *, add
                 raise EvalError(f"--workers {workers}; expected >= 1")
             if setup.threads is None:  # share this machine's cores between the workers
                 setup = dataclasses.replace(setup, threads=max(1, (os.cpu_count() or 1) // workers))
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            # memory_limit=0: a share's memory is bounded by the batch size, not by a slice of the machine.
+            # env: every parallel runtime of a worker (torch/oneDNN OpenMP, numba) gets its share of the
+            # cores and sleeps when idle; measured on a 16-core host, workers left with a pool of all the
+            # cores each ran 20-40x slower side by side than alone (benchmarks/scale_out.py)
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   memory_limit=0, env=worker_environment(setup.threads))
             client = Client(cluster)
         else:
             try:

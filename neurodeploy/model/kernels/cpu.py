@@ -13,16 +13,24 @@ The scan reorders nothing that matters for its tolerance (logits within 1e-4).
 """
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 import torch
 from numba import prange
 
 from neurodeploy.model.kernels import RESET_MODES
+# numba's default OpenMP pool spins between parallel regions and starves torch's own OpenMP
+# threads (the convolutions between our kernels): measured 2.5x slower alone and 6x slower with
+# two processes side by side on 2 cores. The workqueue pool sleeps when idle. A user's
+# NUMBA_THREADING_LAYER wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 _BLOCK = 512  # neurons per parallel work item: contiguous rows of one time step
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _lif_kernel(currents, beta, thr, reset_mode, immediate, spikes):  # pragma: no cover - compiled
     # the variant is chosen outside the neuron loop and nothing is allocated inside it, so that
     # the inner loop compiles to straight vector code
@@ -72,7 +80,7 @@ def lif_over_time(currents: torch.Tensor, beta: float, threshold: float, reset: 
     return torch.from_numpy(out).reshape(currents.shape)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _scan_kernel(u, delta, A, Bm, Cm, D, h0, y, h_last):  # pragma: no cover - compiled
     batch, length, d_inner = u.shape
     d_state = A.shape[1]
