@@ -501,7 +501,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
 @click.option("--address", default=None, help="Dask scheduler address (tcp://HOST:8786); default: a local cluster.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Workers of the local cluster (no --address).")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="eval", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Print the summary as JSON.")
 def eval_command(model_path: str, dataset: str, layout: str, labels_csv: str | None, dt_us: int | None,
                  n_time_bins: int | None, runtime: str, device: str, batch_size: int, fast_math: bool,
                  targets: tuple[str, ...], host: str, devices_file: str | None, sensor_size: str | None,
@@ -520,32 +520,28 @@ def eval_command(model_path: str, dataset: str, layout: str, labels_csv: str | N
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from neurodeploy.errors import NeurodeployError
     from neurodeploy.evaluate import evaluate, write_eval
     from neurodeploy.eval_share import Binning, EvalSetup
 
-    try:
-        shard_pair = None
-        if shard is not None:
-            try:
-                i, n = (int(v) for v in shard.split("/"))
-            except ValueError:
-                raise click.BadParameter(f"{shard!r}; expected I/N, e.g. 0/4", param_hint="--shard") from None
-            shard_pair = (i, n)
-        if n_time_bins is None and dt_us is None:
-            dt_us = _model_dt_us(model_path)
-        setup = EvalSetup(model_path=model_path, binning=Binning(dt_us=dt_us, n_time_bins=n_time_bins), runtime=runtime,
-                          device=device, batch_size=batch_size, fast_math=fast_math, targets=tuple(targets), host=host,
-                          devices_file=devices_file, sensor_size=_sensor_size(sensor_size))
-        with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=_stderr_console(), transient=True) as bar:
-            task = bar.add_task("eval", total=None)
-            result = evaluate(model_path, dataset, setup, layout=layout, labels_csv=labels_csv, max_samples=max_samples,
-                              shard=shard_pair, engine=engine, address=address, workers=workers,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
-        paths = write_eval(result, out_dir)
-    except (NeurodeployError, ValueError, FileNotFoundError) as err:
-        raise _fail(err) from None
+    shard_pair = None
+    if shard is not None:
+        try:
+            i, n = (int(v) for v in shard.split("/"))
+        except ValueError:
+            raise click.BadParameter(f"{shard!r}; expected I/N, e.g. 0/4", param_hint="--shard") from None
+        shard_pair = (i, n)
+    if n_time_bins is None and dt_us is None:
+        dt_us = _model_dt_us(model_path)
+    setup = EvalSetup(model_path=model_path, binning=Binning(dt_us=dt_us, n_time_bins=n_time_bins), runtime=runtime,
+                      device=device, batch_size=batch_size, fast_math=fast_math, targets=tuple(targets), host=host,
+                      devices_file=devices_file, sensor_size=_sensor_size(sensor_size))
+    with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_stderr_console(), transient=True) as bar:
+        task = bar.add_task("eval", total=None)
+        result = evaluate(model_path, dataset, setup, layout=layout, labels_csv=labels_csv, max_samples=max_samples,
+                          shard=shard_pair, engine=engine, address=address, workers=workers,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    paths = write_eval(result, out_dir)
     summary = result.summary()
     if as_json:
         _echo_json({"summary": summary, "failures": [dataclasses.asdict(f) for f in result.failures],

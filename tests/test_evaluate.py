@@ -25,7 +25,7 @@ CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "bundle"
-    export(CHECKPOINT, out, ExportOptions(dt_us=DT_US, artifacts=()))
+    export(CHECKPOINT, out, ExportOptions(dt_us=DT_US, artifacts=("nir",)))
     return out
 
 

@@ -26,7 +26,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot im
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("scale_out")
     bundle = root / "bundle"
-    export(CHECKPOINT, bundle, ExportOptions(dt_us=10_000, artifacts=()))
+    export(CHECKPOINT, bundle, ExportOptions(dt_us=10_000, artifacts=("nir",)))
     data = root / "data"
     for i, (rec, label) in enumerate(make_nmnist_like(10, seed=1000)):
         (data / str(label)).mkdir(parents=True, exist_ok=True)
