@@ -9,13 +9,15 @@ Layouts:
   names sort as numbers, so N-MNIST's `0`..`9` are labels 0..9).
 - `segments` (DVS Gesture: `userXX_lighting.aedat` + `userXX_lighting_labels.csv` with rows
   `class,startTime_usec,endTime_usec`, classes 1-based; or neurodeploy's `<file>.labels.csv`
-  with `t_start_us,t_end_us,label`): one sample per labelled time range, `[start, end)`.
+  with `t_start_us,t_end_us,label`, read by `events.labels`): one sample per labelled time
+  range, `[start, end)`. A recording whose labels file cannot be read is listed in `unlisted`
+  with the reason (the evaluation reports it and goes on).
 - `labels_csv` (any folder + one CSV): rows `file,label` (file relative to the folder),
   optionally `t_start_us,t_end_us` columns for time ranges.
 
 Samples are listed in a fixed order (sorted paths, then time), and each keeps its position as
 `index`: sharding and merging key on it, so a result never depends on which worker ran what.
-A labels file that cannot be parsed is an error naming the file, line and the expected columns.
+A `--labels-csv` that cannot be parsed is an error naming the file, line and the expected columns.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurodeploy.errors import NeurodeployError
+from neurodeploy.events.labels import read_label_file
 
 LAYOUTS = ("auto", "class_folders", "segments", "labels_csv")
 EVENT_EXTENSIONS = (".bin", ".aedat", ".aedat4", ".raw", ".dat", ".npy", ".npz", ".csv")
@@ -57,6 +60,7 @@ class Dataset:
     layout: str
     classes: tuple[str, ...]  # class names in label order ("" where the layout has none)
     samples: tuple[SampleSpec, ...]
+    unlisted: tuple[tuple[str, str], ...] = ()  # (recording, reason): its labels file could not be read
 
     def select(self, *, max_samples: int | None = None, shard: tuple[int, int] | None = None) -> tuple[SampleSpec, ...]:
         """The first `max_samples` samples, then shard `i` of `n` (every n-th, starting at i)."""
@@ -118,21 +122,18 @@ def _int(path: Path, line: int, row: dict[str, str], column: str) -> int:
 
 
 def _segments_of(label_file: Path) -> list[tuple[int, int, int]]:
-    """(start, end, label) rows of a DVS Gesture or neurodeploy labels file."""
+    """(start, end, label) rows of a DVS Gesture labels file, or of neurodeploy's (events.labels)."""
     with label_file.open(encoding="utf-8") as f:
         header = f.readline()
-    if "startTime_usec" in header:  # DVS Gesture: class 1..11
-        rows = _read_rows(label_file, ("class", "startTime_usec", "endTime_usec"))
-        out = [(_int(label_file, i + 2, r, "startTime_usec"), _int(label_file, i + 2, r, "endTime_usec"),
-                _int(label_file, i + 2, r, "class") - 1) for i, r in enumerate(rows)]
-    else:
-        rows = _read_rows(label_file, ("t_start_us", "t_end_us", "label"))
-        out = [(_int(label_file, i + 2, r, "t_start_us"), _int(label_file, i + 2, r, "t_end_us"),
-                _int(label_file, i + 2, r, "label")) for i, r in enumerate(rows)]
+    if "startTime_usec" not in header:
+        return [(s.t_start_us, s.t_end_us, s.label) for s in read_label_file(label_file)]
+    rows = _read_rows(label_file, ("class", "startTime_usec", "endTime_usec"))  # DVS Gesture: class 1..11
+    out = [(_int(label_file, i + 2, r, "startTime_usec"), _int(label_file, i + 2, r, "endTime_usec"),
+            _int(label_file, i + 2, r, "class") - 1) for i, r in enumerate(rows)]
     for i, (start, end, label) in enumerate(out):
         if end <= start or label < 0:
-            raise DatasetError(f"{label_file}, line {i + 2}: segment [{start}, {end}) label {label}: expected "
-                               "end > start and a label >= 0 (DVS Gesture classes count from 1)")
+            raise DatasetError(f"{label_file}, line {i + 2}: segment [{start}, {end}) class {label + 1}: expected "
+                               "endTime_usec > startTime_usec and classes counted from 1")
     return out
 
 
@@ -152,12 +153,17 @@ def _segment_files(root: Path) -> Dataset:
     if not pairs:
         raise DatasetError(f"{root}: no event file with a labels file beside it (X.aedat + X_labels.csv, or "
                            "X.npz + X.npz.labels.csv)")
-    specs = []
+    specs, unlisted = [], []
     for f, labels in pairs:
-        for start, end, label in _segments_of(labels):
+        try:
+            segments = _segments_of(labels)
+        except (NeurodeployError, ValueError, OSError, UnicodeDecodeError) as err:  # that recording only
+            unlisted.append((str(f), f"labels file {labels}: {err}"))
+            continue
+        for start, end, label in segments:
             specs.append(SampleSpec(len(specs), str(f), label, start, end))
-    n_classes = max(s.label for s in specs) + 1
-    return Dataset(str(root), "segments", ("",) * n_classes, tuple(specs))
+    n_classes = max((s.label for s in specs), default=-1) + 1
+    return Dataset(str(root), "segments", ("",) * n_classes, tuple(specs), tuple(unlisted))
 
 
 def _labels_csv(root: Path, labels_csv: Path) -> Dataset:

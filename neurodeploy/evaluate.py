@@ -90,6 +90,7 @@ class EvalResult:
             "samples_listed": self.listed,
             "samples_evaluated": n,
             "samples_failed": self.listed - n,
+            "recordings_failed": len({f.path for f in self.failures}),
             "accuracy": self.accuracy,
             "per_class_accuracy": self.per_class_accuracy(),
             "confusion_matrix": self.confusion(),
@@ -176,6 +177,8 @@ def evaluate(model_path: str | Path, dataset: str | Path | Dataset, setup: EvalS
                                           total=len(selected))
     wall = time.perf_counter() - start
     outcomes, failures = merge(partials, selected)
+    failures = tuple(sorted(failures + tuple(Failure(path, (), reason) for path, reason in data.unlisted),
+                            key=lambda f: (f.path, f.samples)))
     num_classes = _model_classes(setup.model_path)
     setup_dict = {"model": setup.model_path, "binning": setup.binning.describe(), "runtime": setup.runtime,
                   "device": setup.device, "batch_size": setup.batch_size, "fast_math": setup.fast_math,

@@ -80,9 +80,13 @@ def test_dvs_gesture_layout_segments_match_run(bundle_dir, samples, tmp_path):
         (tmp_path / f"user0{k}_led_labels.csv").write_text("class,startTime_usec,endTime_usec\n" + rows)
     (tmp_path / "user09_led.aedat4").write_bytes(b"not an aedat4 file at all")
     (tmp_path / "user09_led_labels.csv").write_text("class,startTime_usec,endTime_usec\n1,0,1000\n2,1000,2000\n")
+    save(samples[0][0], tmp_path / "user10_led.aedat4")
+    (tmp_path / "user10_led_labels.csv").write_text("class,startTime_usec,endTime_usec\n1,500,100\n")  # ends first
     result = evaluate(bundle_dir, tmp_path, setup_for(bundle_dir))
     assert result.layout == "segments" and result.listed == 8
-    assert len(result.failures) == 1 and len(result.failures[0].samples) == 2
+    assert [(Path(f.path).name, len(f.samples)) for f in result.failures] == [("user09_led.aedat4", 2),
+                                                                             ("user10_led.aedat4", 0)]
+    assert "line 2" in result.failures[1].reason and result.summary()["recordings_failed"] == 2
     expected = []
     for k, part in enumerate((samples[:3], samples[3:6])):
         _, segments = concatenate_samples(part, gap_us=20_000)
