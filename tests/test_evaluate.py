@@ -169,3 +169,17 @@ def test_cli_eval_json_and_clear_errors(bundle_dir, samples, tmp_path):
     with pytest.raises(DatasetError, match="lacks column"):
         (tmp_path / "bad.csv").write_text("name,cls\nx,1\n")
         discover(tmp_path / "data", labels_csv=tmp_path / "bad.csv")
+
+
+@pytest.mark.slow
+def test_runtimes_agree_on_predictions_and_counts(samples, tmp_path):
+    """--runtime torch (compiled), onnxruntime (ONNX backbone) and nir (the NIR front-end, stepped)."""
+    bundle = tmp_path / "bundle"
+    export(CHECKPOINT, bundle, ExportOptions(dt_us=DT_US, artifacts=("nir", "onnx")))
+    write_class_folders(tmp_path / "data", samples[:4], ".bin")
+    results = {rt: evaluate(bundle, tmp_path / "data", setup_for(bundle, runtime=rt))
+               for rt in ("torch", "onnxruntime", "nir")}
+    reference = [(o.index, o.prediction, o.spikes_per_layer) for o in results["torch"].outcomes]
+    assert len(reference) == 4
+    for rt, result in results.items():
+        assert [(o.index, o.prediction, o.spikes_per_layer) for o in result.outcomes] == reference, rt

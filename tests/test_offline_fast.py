@@ -9,6 +9,7 @@ import torch
 from plain_reference import plain_forward, plain_frontend
 
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
+from neurodeploy.model.mamba_spike import offline
 from neurodeploy.model.mamba_spike.offline import offline_run
 
 SMALL = dict(conv_channels=8, spiking_channels=16, d_model=32, n_layers=2, d_state=8)
@@ -32,7 +33,9 @@ def frames(batch: int, steps: int, rate: float = 0.25) -> torch.Tensor:
     ("v1", MambaSpikeConfig(**SMALL), dict(recurrent=False, centered=True)),
     ("v2", MambaSpikeConfig(recurrent=True, beta=0.97, interface="causal", **SMALL), dict(recurrent=True, centered=False)),
 ])
-def test_spikes_identical_and_logits_close_to_plain_loops(name, config, plain_kwargs):
+@pytest.mark.parametrize("chunk_frames", [256, 12])  # 12: chunks of 3 steps carry the LIF state over
+def test_spikes_identical_and_logits_close_to_plain_loops(name, config, plain_kwargs, chunk_frames, monkeypatch):
+    monkeypatch.setattr(offline, "_CPU_CHUNK_FRAMES", chunk_frames)
     model = firing_model(config)
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     x = frames(4, 40)

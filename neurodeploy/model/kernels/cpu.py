@@ -31,7 +31,7 @@ _BLOCK = 512  # neurons per parallel work item: contiguous rows of one time step
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _lif_kernel(currents, beta, thr, reset_mode, immediate, spikes):  # pragma: no cover - compiled
+def _lif_kernel(currents, beta, thr, reset_mode, immediate, v_state, s_state, spikes):  # pragma: no cover
     # the variant is chosen outside the neuron loop and nothing is allocated inside it, so that
     # the inner loop compiles to straight vector code
     steps, neurons = currents.shape
@@ -41,8 +41,8 @@ def _lif_kernel(currents, beta, thr, reset_mode, immediate, spikes):  # pragma: 
     for block in prange(n_blocks):
         lo = block * _BLOCK
         hi = min(neurons, lo + _BLOCK)
-        v = np.zeros(hi - lo, np.float32)
-        s = np.zeros(hi - lo, np.float32)
+        v = v_state[lo:hi].copy()
+        s = s_state[lo:hi].copy()
         for t in range(steps):
             if immediate:
                 for k in range(hi - lo):
@@ -70,14 +70,21 @@ def _lif_kernel(currents, beta, thr, reset_mode, immediate, spikes):  # pragma: 
                     v[k] = vk
                     s[k] = one if (vk - thr) > zero else zero
             spikes[t, lo:hi] = s
+        v_state[lo:hi] = v
+        s_state[lo:hi] = s
 
 
-def lif_over_time(currents: torch.Tensor, beta: float, threshold: float, reset: str, reset_timing: str) -> torch.Tensor:
-    """currents `(T, ...)` float32 on CPU, from a zero state -> spikes `(T, ...)` float32 (0/1)."""
+def lif_over_time(currents: torch.Tensor, beta: float, threshold: float, reset: str, reset_timing: str,
+                  state: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, tuple[np.ndarray, np.ndarray]]:
+    """currents `(T, ...)` float32 on CPU -> spikes `(T, ...)` float32 (0/1) and the state after the
+    last step (membrane, spikes; flat float32 arrays, updated in place when given)."""
     flat = currents.detach().reshape(currents.shape[0], -1).contiguous().numpy()
+    if state is None:
+        state = (np.zeros(flat.shape[1], np.float32), np.zeros(flat.shape[1], np.float32))
     out = np.empty_like(flat)
-    _lif_kernel(flat, np.float32(beta), np.float32(threshold), RESET_MODES[reset], reset_timing == "immediate", out)
-    return torch.from_numpy(out).reshape(currents.shape)
+    _lif_kernel(flat, np.float32(beta), np.float32(threshold), RESET_MODES[reset], reset_timing == "immediate",
+                state[0], state[1], out)
+    return torch.from_numpy(out).reshape(currents.shape), state
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -54,8 +54,13 @@ def _lif_kernel(cur_ptr, out_ptr, steps, neurons, beta, thr, RESET: tl.constexpr
         out += neurons
 
 
-def lif_over_time(currents: torch.Tensor, beta: float, threshold: float, reset: str, reset_timing: str) -> torch.Tensor:
-    """currents `(T, ...)` float32 on a CUDA device, from a zero state -> spikes `(T, ...)` (0/1 float32)."""
+def lif_over_time(currents: torch.Tensor, beta: float, threshold: float, reset: str, reset_timing: str,
+                  state: None = None) -> tuple[torch.Tensor, None]:
+    """currents `(T, ...)` float32 on a CUDA device, from a zero state -> spikes `(T, ...)` (0/1 float32).
+
+    The GPU path runs the whole time axis at once, so no state is carried between calls."""
+    if state is not None:
+        raise ValueError("the CUDA LIF kernel starts from a zero state; run the whole time axis in one call")
     flat = currents.detach().reshape(currents.shape[0], -1).contiguous()
     out = torch.empty_like(flat)
     steps, neurons = flat.shape
@@ -63,7 +68,7 @@ def lif_over_time(currents: torch.Tensor, beta: float, threshold: float, reset: 
     _lif_kernel[(triton.cdiv(neurons, block),)](flat, out, steps, neurons, float(beta), float(threshold),
                                               RESET=RESET_MODES[reset], IMMEDIATE=reset_timing == "immediate",
                                               BLOCK=block)
-    return out.reshape(currents.shape)
+    return out.reshape(currents.shape), None
 
 
 @triton.jit

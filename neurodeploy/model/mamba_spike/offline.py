@@ -3,8 +3,9 @@
     out = offline_run(model, frames, lengths)      # frames (B, T, 2, H, W), lengths (B,) or None
 
 Same maths as `MambaSpike.run`, arranged for throughput:
-- every convolution of a layer runs once over all B*T frames (time-major), then the LIF walks
-  time inside one compiled kernel (`neurodeploy.model.kernels`: numba on CPU, Triton on CUDA);
+- every convolution of a layer runs once over many frames (time-major: all B*T on CUDA, chunks
+  of about 256 frames on CPU, where larger ones fall out of cache), then the LIF walks time
+  inside one compiled kernel (`neurodeploy.model.kernels`: numba on CPU, Triton on CUDA);
 - the selective scan of each Mamba layer is one compiled kernel over (batch, time);
 - samples of different lengths share a batch without being cut: frames are zero-padded to
   the longest, and `lengths` masks the rest. Everything after the front-end is causal except
@@ -31,7 +32,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from neurodeploy.model.lif import lif_initial_state, lif_step
+from neurodeploy.model.lif import LIFState, lif_initial_state, lif_step
 from neurodeploy.model.mamba import Mamba
 from neurodeploy.model.mamba_spike.frontend import pool_current
 from neurodeploy.model.mamba_spike.interface import moving_average
@@ -45,6 +46,7 @@ from neurodeploy.model.mamba_spike.model import MambaSpike
 _EXACT_CONV = {"cpu": ((True, False), (False, False), (False, False)),
                "cuda": ((False, False), (False, True), (False, False))}
 _FAST_CONV = ((True, False), (True, False), (True, False))
+_CPU_CHUNK_FRAMES = 256
 
 
 class OfflineOutput(NamedTuple):
@@ -106,34 +108,43 @@ def _frontend(model: MambaSpike, frames: torch.Tensor, lif, fast_math: bool) -> 
     front = model.spiking_frontend
     c = front.config
     batch, steps = frames.shape[:2]
-    x = frames.transpose(0, 1).reshape(steps * batch, *frames.shape[2:])  # time-major
-    out = []
     strategy = _FAST_CONV if fast_math else _EXACT_CONV[frames.device.type]
-    for index, conv in enumerate((front.conv1, front.conv2, front.conv3)):
-        channels_last, per_step = strategy[index]
-        x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        current = torch.cat([conv(x[t * batch:(t + 1) * batch]) for t in range(steps)]) if per_step else conv(x)
-        if index < 2:
-            current = pool_current(current, c.pooling)
-        current = current.contiguous().reshape(steps, batch, *current.shape[1:])
-        if c.recurrent:
-            spikes = _recurrent_lif(front, index, current)
-        else:
-            spikes = lif(current, c.beta, c.threshold, c.reset, c.reset_timing)
-        out.append(spikes.transpose(0, 1))
-        x = spikes.reshape(steps * batch, *spikes.shape[2:])
-    return out
+    # CPU: chunks of about _CPU_CHUNK_FRAMES frames keep each layer's currents in cache (whole-T
+    # convolutions of B=32 x T=300 frames were memory-bound and slower than the plain loops);
+    # the LIF state carries over. CUDA: the whole time axis at once.
+    chunk = max(1, _CPU_CHUNK_FRAMES // batch) if frames.device.type == "cpu" else steps
+    states: list = [None, None, None]
+    per_layer: list[list[torch.Tensor]] = [[], [], []]
+    for start in range(0, steps, chunk):
+        length = min(chunk, steps - start)
+        x = frames[:, start:start + length].transpose(0, 1).reshape(length * batch, *frames.shape[2:])  # time-major
+        for index, conv in enumerate((front.conv1, front.conv2, front.conv3)):
+            channels_last, per_step = strategy[index]
+            x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            current = torch.cat([conv(x[t * batch:(t + 1) * batch]) for t in range(length)]) if per_step else conv(x)
+            if index < 2:
+                current = pool_current(current, c.pooling)
+            current = current.contiguous().reshape(length, batch, *current.shape[1:])
+            if c.recurrent:
+                spikes, states[index] = _recurrent_lif(front, index, current, states[index])
+            else:
+                spikes, states[index] = lif(current, c.beta, c.threshold, c.reset, c.reset_timing, states[index])
+            per_layer[index].append(spikes)
+            x = spikes.reshape(length * batch, *spikes.shape[2:])
+    return [torch.cat(chunks).transpose(0, 1) for chunks in per_layer]
 
 
-def _recurrent_lif(front, index: int, current: torch.Tensor) -> torch.Tensor:
+def _recurrent_lif(front, index: int, current: torch.Tensor, state: LIFState | None) -> tuple[torch.Tensor, LIFState]:
     """A recurrent layer: each step adds the 1x1 conv of the previous step's spikes (stepped in PyTorch)."""
-    state = lif_initial_state(tuple(current.shape[1:]), dtype=current.dtype, device=current.device)
+    first = state is None
+    if state is None:
+        state = lif_initial_state(tuple(current.shape[1:]), dtype=current.dtype, device=current.device)
     spikes = []
     for t in range(current.shape[0]):
-        cur_t = current[t] if t == 0 else current[t] + front._recurrent(index, state.spikes)
+        cur_t = current[t] if first and t == 0 else current[t] + front._recurrent(index, state.spikes)
         s, state = lif_step(cur_t, state, front.lif)
         spikes.append(s)
-    return torch.stack(spikes)
+    return torch.stack(spikes), state
 
 
 def _backbone(model: MambaSpike, spikes: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor, scan) -> torch.Tensor:
