@@ -14,6 +14,7 @@ and the bundle's full-sequence ONNX backbone.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -289,10 +290,13 @@ _RUNNERS: dict[EvalSetup, ShareRunner] = {}
 
 def runner_for(setup: EvalSetup) -> ShareRunner:
     """The process's runner for `setup`, built on first use: a worker loads the model and its
-    runtimes once for its whole share, not per recording."""
-    runner = _RUNNERS.get(setup)
+    runtimes once for its whole share, not per recording. The transforms are not part of the key
+    (each task unpickles its own copies of them; they do not change what is loaded)."""
+    key = dataclasses.replace(setup, transforms=())
+    runner = _RUNNERS.get(key)
     if runner is None:
-        runner = _RUNNERS[setup] = ShareRunner(setup)
+        runner = _RUNNERS[key] = ShareRunner(setup)
+    runner.setup = setup
     return runner
 
 

@@ -183,3 +183,12 @@ def test_runtimes_agree_on_predictions_and_counts(samples, tmp_path):
     assert len(reference) == 4
     for rt, result in results.items():
         assert [(o.index, o.prediction, o.spikes_per_layer) for o in result.outcomes] == reference, rt
+
+
+def test_runner_is_built_once_per_process_whatever_the_transforms(bundle_dir):
+    from neurodeploy.eval_share import runner_for
+
+    first = runner_for(setup_for(bundle_dir, transforms=(lambda r: r,)))
+    again = runner_for(setup_for(bundle_dir, transforms=(lambda r: r,)))  # a new callable: a task's own copy
+    assert again is first and again.setup.transforms != ()
+    assert runner_for(setup_for(bundle_dir, runtime="torch", targets=("spinnaker2",))) is not first
