@@ -71,6 +71,9 @@ class EvalSetup:
     sensor_size: tuple[int, int] | None = None  # for headerless formats (N-MNIST .bin is 34x34 by definition)
     transforms: tuple[Callable[[Recording], Recording], ...] = ()
     threads: int | None = None
+    # how to read each file: (name, value) pairs of the CLI's reading flags (format, truncated,
+    # out_of_bounds, non_monotonic, layout, event_stream); None keeps the reader's default
+    reading: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -159,7 +162,10 @@ class ShareRunner:
 
     # -- reading -------------------------------------------------------------------------
     def _read(self, path: str) -> Recording:
-        recording = load(path, self.setup.sensor_size)
+        reading = {k: v for k, v in self.setup.reading if v is not None}
+        if "event_stream" in reading:
+            reading["stream"] = reading.pop("event_stream")
+        recording = load(path, self.setup.sensor_size, **reading)
         for transform in self.setup.transforms:
             recording = transform(recording)
         if tuple(recording.sensor_size) != self.expected_size:

@@ -192,3 +192,24 @@ def test_runner_is_built_once_per_process_whatever_the_transforms(bundle_dir):
     again = runner_for(setup_for(bundle_dir, transforms=(lambda r: r,)))  # a new callable: a task's own copy
     assert again is first and again.setup.transforms != ()
     assert runner_for(setup_for(bundle_dir, runtime="torch", targets=("spinnaker2",))) is not first
+
+
+def test_cli_transform_flags_fit_a_larger_sensor(bundle_dir, samples, tmp_path):
+    """Recordings of a 68x68 sensor: --downsample 34x34 (issue 13's transforms) gives the 34x34 results."""
+    write_class_folders(tmp_path / "small", samples[:3], ".npz")
+    for i, (rec, label) in enumerate(samples[:3]):
+        events = rec.events.copy()
+        events["x"] *= 2
+        events["y"] *= 2
+        (tmp_path / "big" / str(label)).mkdir(parents=True, exist_ok=True)
+        save(Recording(events, (68, 68)), tmp_path / "big" / str(label) / f"{i:04d}.npz")
+    runner = CliRunner()
+    small = runner.invoke(main, ["eval", str(bundle_dir), str(tmp_path / "small"), "--json", "-o", str(tmp_path / "o1")])
+    big = runner.invoke(main, ["eval", str(bundle_dir), str(tmp_path / "big"), "--json", "-o", str(tmp_path / "o2"),
+                               "--downsample", "34x34"])
+    unfit = runner.invoke(main, ["eval", str(bundle_dir), str(tmp_path / "big"), "--json", "-o", str(tmp_path / "o3")])
+    assert small.exit_code == big.exit_code == unfit.exit_code == 0, (small.output, big.output, unfit.output)
+    rows = [json.loads((tmp_path / o / "eval.json").read_text())["samples"] for o in ("o1", "o2")]
+    assert [(r["prediction"], r["n_events"]) for r in rows[0]] == [(r["prediction"], r["n_events"]) for r in rows[1]]
+    failures = json.loads((tmp_path / "o3" / "eval.json").read_text())["failures"]
+    assert len(failures) == 3 and all("sensor size (68, 68)" in f["reason"] for f in failures)
