@@ -34,8 +34,9 @@ def sections(result) -> list[tuple[str, list[str], list[list[str]]]]:
         ["binning", result.setup["binning"]],
         ["samples", f"{s['samples_evaluated']} evaluated of {s['samples_listed']} ({s['samples_failed']} failed)"],
         ["accuracy", _fmt(s["accuracy"], ".2%") if s["accuracy"] is not None else "n/a (no labels)"],
-        ["throughput", f"{_fmt(s['throughput_samples_per_s'], '.1f')} samples/s of compute; "
-                       f"{_fmt(s['wall_samples_per_s'], '.1f')} samples/s wall ({result.engine}, {result.workers} worker(s))"],
+        ["throughput", f"{_fmt(s['throughput_samples_per_s'], '.1f')} samples/s of the runtime; "
+                       f"{_fmt(s['with_counting_samples_per_s'], '.1f')} with counting; "
+                       f"{_fmt(s['wall_samples_per_s'], '.1f')} wall ({result.engine}, {result.workers} worker(s))"],
         ["mean steps per sample", _fmt(s["mean_steps"], ".1f")],
     ]
     if s["fast_math_prediction_agreement"] is not None:
