@@ -171,7 +171,8 @@ class ShareRunner:
             recording = transform(recording)
         if tuple(recording.sensor_size) != self.expected_size:
             raise EvalError(f"{path}: sensor size {tuple(recording.sensor_size)} after transforms; the model expects "
-                            f"{self.expected_size}: add a crop/downsample transform")
+                            f"{self.expected_size}: pass --downsample {self.expected_size[0]}x{self.expected_size[1]} "
+                            f"(scale the whole sensor) or --center-crop / --crop (cut out a window)")
         return recording
 
     def _load_samples(self, specs: Sequence[SampleSpec], partial: SharePartial) -> list[tuple[SampleSpec, np.ndarray, int]]:
