@@ -12,6 +12,7 @@ import neurodeploy
 from neurodeploy.bundle import ExportOptions, export
 from neurodeploy.eval_share import Binning, EvalSetup
 from neurodeploy.evaluate import evaluate
+from neurodeploy.scale_out import worker_environment
 from neurodeploy.events import Recording, load, save
 from neurodeploy.events.synthetic import make_nmnist_like
 
@@ -73,7 +74,8 @@ def test_worker_killed_mid_run_has_its_chunk_rerun(dataset, tmp_path):
     local = evaluate(bundle, data, setup_for(bundle), chunk_size=2)
     victim = sorted(data.glob("7/*.bin"))[0]
     kill = KillOnce(len(load(victim).events), str(tmp_path / "killed"))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0,
+                      env=worker_environment(1)) as cluster:
         # through --address: the bundle is shipped to the workers, not read from this folder
         result = evaluate(bundle, data, setup_for(bundle, transforms=(kill,)), chunk_size=2, engine="dask",
                           address=cluster.scheduler_address)
