@@ -98,9 +98,10 @@ def main() -> None:
     print(f"  compiled vs plain: last-layer spikes differing {mismatched} of {plain_spikes.numel()} "
           f"({'identical' if mismatched == 0 else 'NOT identical'}); max |logit diff| {diff:.2e} "
           f"({'<= 1e-4' if diff <= 1e-4 else 'ABOVE 1e-4'})")
-    print(f"  plain sequential loops : {p * 1e3:9.1f} ms  ({n / p:9.1f} samples/s)  runs {[round(t, 3) for t in plain_times]}")
-    print(f"  vectorised (run)       : {v * 1e3:9.1f} ms  ({n / v:9.1f} samples/s)  runs {[round(t, 3) for t in vectorised]}")
-    print(f"  compiled (offline_run) : {c * 1e3:9.1f} ms  ({n / c:9.1f} samples/s)  runs {[round(t, 4) for t in compiled]}")
+    for name, median, runs in (("plain sequential loops", p, plain_times), ("vectorised (run)", v, vectorised),
+                               ("compiled (offline_run)", c, compiled)):
+        print(f"  {name:22s} : {median * 1e3:9.1f} ms  ({n / median:9.1f} samples/s)  "
+              f"runs {[round(t, 4) for t in runs]}")
     if fast is not None:
         f = statistics.median(fast)
         print(f"  compiled, fast math    : {f * 1e3:9.1f} ms  ({n / f:9.1f} samples/s); prediction agreement "

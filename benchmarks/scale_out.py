@@ -77,8 +77,9 @@ def main() -> None:
                [(o.index, o.prediction, o.spikes_per_layer) for o in local.outcomes]
         single = single or result.wall_s
         print(f"  dask, {n} worker(s) x 1 thread: {result.wall_s:7.2f} s wall  "
-              f"({len(result.outcomes) / result.wall_s:6.1f} samples/s)  speed-up vs 1 worker {single / result.wall_s:4.2f}x, "
-              f"vs local {local.wall_s / result.wall_s:4.2f}x; merged == local: {same}; cluster start + warm-up {warm:.1f} s; "
+              f"({len(result.outcomes) / result.wall_s:6.1f} samples/s)  "
+              f"speed-up vs 1 worker {single / result.wall_s:4.2f}x, vs local {local.wall_s / result.wall_s:4.2f}x; "
+              f"merged == local: {same}; cluster start + warm-up {warm:.1f} s; "
               f"summed over workers: compute {result.compute_s:.1f} s, reading {result.read_s:.1f} s")
 
 

@@ -660,16 +660,19 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
 @main.command("eval")
 @click.argument("model_path", metavar="BUNDLE_OR_CHECKPOINT", type=click.Path(exists=True))
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
-@click.option("--dataset-layout", "dataset_layout", type=click.Choice(["auto", "class_folders", "segments", "labels_csv"]),
-              default="auto",
-              show_default=True, help="Dataset layout (auto: label CSVs beside recordings -> segments, else class folders).")
+@click.option("--dataset-layout", "dataset_layout", default="auto", show_default=True,
+              type=click.Choice(["auto", "class_folders", "segments", "labels_csv"]),
+              help="Dataset layout (auto: label CSVs beside recordings -> segments, else class folders).")
 @click.option("--labels-csv", type=click.Path(exists=True, dir_okay=False), default=None,
               help="One CSV of file,label[,t_start_us,t_end_us] rows for any folder of recordings.")
 @click.option("--dt-us", type=int, default=None, show_default="the bundle's / checkpoint's dt_us, else 1000",
               help="Fixed-width bins from each sample's start (as `run` bins).")
-@click.option("--n-time-bins", type=int, default=None, help="Instead: this many bins per sample (tonic, reference training).")
-@click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "nir", "lava"]), default="torch", show_default=True,
-              help="torch: compiled offline path; onnxruntime: ONNX backbone; nir / lava: the bundle's front-end, stepped.")
+@click.option("--n-time-bins", type=int, default=None,
+              help="Instead: this many bins per sample (tonic, reference training).")
+@click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "nir", "lava"]), default="torch",
+              show_default=True,
+              help="torch: compiled offline path; onnxruntime: ONNX backbone; nir / lava: the bundle's front-end, "
+                   "stepped.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (torch runtime).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--fast-math", is_flag=True, help="TF32 on CUDA / channels-last on CPU; reports agreement with exact.")
@@ -733,8 +736,8 @@ def eval_command(model_path: str, dataset: str, dataset_layout: str, labels_csv:
     with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=_stderr_console(), transient=True) as bar:
         task = bar.add_task("eval", total=None)
-        result = evaluate(model_path, dataset, setup, layout=dataset_layout, labels_csv=labels_csv, max_samples=max_samples,
-                          shard=shard_pair, engine=engine, address=address, workers=workers,
+        result = evaluate(model_path, dataset, setup, layout=dataset_layout, labels_csv=labels_csv,
+                          max_samples=max_samples, shard=shard_pair, engine=engine, address=address, workers=workers,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
     paths = write_eval(result, out_dir)
     summary = result.summary()

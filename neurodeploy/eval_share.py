@@ -175,7 +175,8 @@ class ShareRunner:
                             f"(scale the whole sensor) or --center-crop / --crop (cut out a window)")
         return recording
 
-    def _load_samples(self, specs: Sequence[SampleSpec], partial: SharePartial) -> list[tuple[SampleSpec, np.ndarray, int]]:
+    def _load_samples(self, specs: Sequence[SampleSpec],
+                      partial: SharePartial) -> list[tuple[SampleSpec, np.ndarray, int]]:
         loaded = []
         by_path: dict[str, list[SampleSpec]] = {}
         for spec in specs:

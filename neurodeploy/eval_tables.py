@@ -15,9 +15,10 @@ def write_csv(result, path: Path) -> Path:
                          *[f"spikes_{n}" for n in names], *[f"synops_{n}" for n in names], "backbone_macs",
                          *[f"energy_j_{t}" for t in targets], "exact_prediction"])
         for o in result.outcomes:
-            writer.writerow([o.index, o.name, o.label, o.prediction, None if o.label is None else o.prediction == o.label,
-                             o.n_steps, o.n_events, *o.spikes_per_layer, *o.synops_per_layer, o.backbone_macs,
-                             *o.energy_j, o.exact_prediction])
+            correct = None if o.label is None else o.prediction == o.label
+            writer.writerow([o.index, o.name, o.label, o.prediction, correct, o.n_steps, o.n_events,
+                             *o.spikes_per_layer, *o.synops_per_layer, o.backbone_macs, *o.energy_j,
+                             o.exact_prediction])
     return path
 
 

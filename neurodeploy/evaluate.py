@@ -120,7 +120,8 @@ class EvalResult:
         }
 
 
-def merge(partials: Sequence[SharePartial], listed: Sequence[SampleSpec]) -> tuple[tuple[SampleOutcome, ...], tuple[Failure, ...]]:
+def merge(partials: Sequence[SharePartial],
+          listed: Sequence[SampleSpec]) -> tuple[tuple[SampleOutcome, ...], tuple[Failure, ...]]:
     """Outcomes ordered by sample index, one per sample; failures ordered by path."""
     by_index: dict[int, SampleOutcome] = {}
     failures: dict[tuple[str, tuple[str, ...]], Failure] = {}

@@ -12,7 +12,7 @@ import neurodeploy
 from neurodeploy.bundle import ExportOptions, export
 from neurodeploy.cli import main
 from neurodeploy.datasets import DatasetError, discover
-from neurodeploy.eval_share import Binning, EvalSetup
+from neurodeploy.eval_share import Binning, EvalSetup, SharePartial
 from neurodeploy.evaluate import evaluate, merge, write_eval
 from neurodeploy.events import Recording, save
 from neurodeploy.events.synthetic import concatenate_samples, make_nmnist_like
@@ -127,7 +127,7 @@ def test_shards_merge_to_the_whole_and_outputs_are_written(bundle_dir, samples, 
     whole = evaluate(bundle_dir, tmp_path / "data", setup)
     shards = [evaluate(bundle_dir, tmp_path / "data", setup, shard=(i, 3)) for i in (2, 0, 1)]
     listed = discover(tmp_path / "data").samples
-    outcomes, failures = merge([type("P", (), {"outcomes": list(s.outcomes), "failures": []})() for s in shards], listed)
+    outcomes, failures = merge([SharePartial(outcomes=list(s.outcomes)) for s in shards], listed)
     assert outcomes == whole.outcomes and not failures
     assert len(evaluate(bundle_dir, tmp_path / "data", setup, max_samples=3).outcomes) == 3
     paths = write_eval(whole, tmp_path / "out")
@@ -146,8 +146,9 @@ def test_n_time_bins_binning_and_transforms(bundle_dir, samples, tmp_path):
         seen.append(len(recording.events))
         return Recording(recording.events[recording.events["p"] == 1], recording.sensor_size)
 
-    result = evaluate(bundle_dir, tmp_path, EvalSetup(model_path=str(bundle_dir), binning=Binning(n_time_bins=30), batch_size=4,
-                                        transforms=(drop_off_events,)))
+    setup = EvalSetup(model_path=str(bundle_dir), binning=Binning(n_time_bins=30), batch_size=4,
+                      transforms=(drop_off_events,))
+    result = evaluate(bundle_dir, tmp_path, setup)
     assert len(seen) == 4 and all(o.n_steps == 30 for o in result.outcomes)
     assert sum(o.n_events for o in result.outcomes) == sum(int((r.events["p"] == 1).sum()) for r, _ in samples[:4])
 
@@ -204,7 +205,8 @@ def test_cli_transform_flags_fit_a_larger_sensor(bundle_dir, samples, tmp_path):
         (tmp_path / "big" / str(label)).mkdir(parents=True, exist_ok=True)
         save(Recording(events, (68, 68)), tmp_path / "big" / str(label) / f"{i:04d}.npz")
     runner = CliRunner()
-    small = runner.invoke(main, ["eval", str(bundle_dir), str(tmp_path / "small"), "--json", "-o", str(tmp_path / "o1")])
+    small = runner.invoke(main, ["eval", str(bundle_dir), str(tmp_path / "small"), "--json",
+                                 "-o", str(tmp_path / "o1")])
     big = runner.invoke(main, ["eval", str(bundle_dir), str(tmp_path / "big"), "--json", "-o", str(tmp_path / "o2"),
                                "--downsample", "34x34"])
     unfit = runner.invoke(main, ["eval", str(bundle_dir), str(tmp_path / "big"), "--json", "-o", str(tmp_path / "o3")])

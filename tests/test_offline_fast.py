@@ -31,7 +31,8 @@ def frames(batch: int, steps: int, rate: float = 0.25) -> torch.Tensor:
 
 @pytest.mark.parametrize("name, config, plain_kwargs", [
     ("v1", MambaSpikeConfig(**SMALL), dict(recurrent=False, centered=True)),
-    ("v2", MambaSpikeConfig(recurrent=True, beta=0.97, interface="causal", **SMALL), dict(recurrent=True, centered=False)),
+    ("v2", MambaSpikeConfig(recurrent=True, beta=0.97, interface="causal", **SMALL),
+     dict(recurrent=True, centered=False)),
 ])
 @pytest.mark.parametrize("chunk_frames", [256, 12])  # 12: chunks of 3 steps carry the LIF state over
 def test_spikes_identical_and_logits_close_to_plain_loops(name, config, plain_kwargs, chunk_frames, monkeypatch):
@@ -76,7 +77,8 @@ def test_variable_lengths_batched_without_cutting(interface):
             alone = plain_forward(sd, x[i:i + 1, :n], beta=config.beta, thr=config.threshold,
                                   centered=interface == "centered")
             assert (out.logits[i] - alone[0]).abs().max().item() <= 1e-4
-            assert torch.equal(out.spikes[-1][i, :n], plain_frontend(sd, x[i:i + 1, :n], config.beta, config.threshold)[0])
+            alone_spikes = plain_frontend(sd, x[i:i + 1, :n], config.beta, config.threshold)[0]
+            assert torch.equal(out.spikes[-1][i, :n], alone_spikes)
             assert all(s[i, n:].sum() == 0 for s in out.spikes)
 
 

@@ -75,7 +75,8 @@ def _lif_kernel(currents, beta, thr, reset_mode, immediate, v_state, s_state, sp
 
 
 def lif_over_time(currents: torch.Tensor, beta: float, threshold: float, reset: str, reset_timing: str,
-                  state: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, tuple[np.ndarray, np.ndarray]]:
+                  state: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> tuple[torch.Tensor, tuple[np.ndarray, np.ndarray]]:
     """currents `(T, ...)` float32 on CPU -> spikes `(T, ...)` float32 (0/1) and the state after the
     last step (membrane, spikes; flat float32 arrays, updated in place when given)."""
     flat = currents.detach().reshape(currents.shape[0], -1).contiguous().numpy()
