@@ -1,0 +1,453 @@
+"""The native runtimes: an event-driven front-end and a fused backbone step, compiled with numba.
+
+`NativeFrontendRuntime` executes a bundle's NIR front-end graph (the layout and metadata of
+`neurodeploy.exporters.nir`, with the semantics `neurodeploy.runtimes.nir` honours: conv with
+bias, sum / avg pooling of currents, LIF / IF / CubaLIF (tau_syn = dt) with subtract, zero or
+no reset, delayed or immediate, strict compare, per-neuron parameters, recurrent convs one
+step late and active from step 1, graded input counts). Per step only the input pixels that
+received events and the neurons that spiked do work: each scatters its kernel into the next
+layer's currents; biases and the leak are applied to every neuron, as the dense maths does.
+Why numba, and how the arithmetic is kept identical to the reference: `native_kernels`.
+
+`NativeBackboneRuntime` runs the Mamba-Spike backbone of a `MambaSpike` one fused kernel
+call per step: the interface ring buffer, the input projection as a gather over the spike
+features active in the window (a sum of weight columns), every layer's LayerNorm, conv
+state, selective state update and gate, the running mean and the head.
+
+`mamba_layer_step(weights, conv_state, ssm_state, x) -> y` is the public one-token Mamba
+layer for every model family (SpikeMamba LM, Liquid, ...): build `MambaLayerWeights` with
+`from_module(mamba)` or by hand (biases optional; `gate` "silu" | "none" | "norm_silu"),
+keep `conv_state (Di, K)` / `ssm_state (Di, N)` float32 numpy arrays (or batched
+`(B, Di, K)` / `(B, Di, N)` with `x (B, d)`), which it updates in place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+
+from neurodeploy.model.mamba import Mamba, MambaState
+from neurodeploy.model.mamba_spike.interface import InterfaceState
+from neurodeploy.model.mamba_spike.model import BackboneState, MambaSpike
+from neurodeploy.runtimes import native_kernels as kernels
+from neurodeploy.runtimes.nir import (NEURON_TYPES, UnsupportedGraphError, _load, graph_dt, neuron_names,
+                                      neuron_parameters)
+
+GATES = {"silu": kernels.GATE_SILU, "none": kernels.GATE_NONE, "norm_silu": kernels.GATE_NORM_SILU}
+_NO_BIAS = np.zeros(0, np.float32)
+
+
+# -- front-end: the NIR graph as a layer table ----------------------------------------------
+def _pair(value) -> tuple[int, int]:
+    values = np.broadcast_to(np.asarray(value).astype(np.int64), (2,))
+    return int(values[0]), int(values[1])
+
+
+def _per_neuron(value, shape: tuple[int, int, int]) -> np.ndarray:
+    """A scalar or (C, H, W) array as float32 in the kernels' channels-last (H, W, C) order."""
+    array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value, np.float32)
+    array = np.broadcast_to(array.astype(np.float32), shape)
+    return np.ascontiguousarray(array.transpose(1, 2, 0)).ravel()
+
+
+def _conv_geometry(name: str, node: nir.Conv2d) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    if isinstance(node.padding, str):
+        raise UnsupportedGraphError(f"node {name!r}: string padding {node.padding!r}; write integer padding")
+    if int(node.groups) != 1 or _pair(node.dilation) != (1, 1):
+        raise UnsupportedGraphError(f"node {name!r}: groups {node.groups}, dilation {node.dilation}; the native runtime "
+                                    "scatters dense convs only (groups 1, dilation 1); use --frontend nir")
+    return tuple(np.asarray(node.weight).shape[2:]), _pair(node.stride), _pair(node.padding)
+
+
+def _successors(graph: nir.NIRGraph, name: str) -> list[str]:
+    return [dst for src, dst in graph.edges if src == name]
+
+
+@dataclass
+class _Program:
+    table: np.ndarray
+    weights: np.ndarray
+    biases: np.ndarray
+    beta: np.ndarray
+    threshold: np.ndarray
+    input_scale: np.ndarray
+    shapes: list[tuple[int, int, int]] = field(default_factory=list)  # (C, H, W) per LIF layer
+    input_shape: tuple[int, int, int] = (0, 0, 0)
+
+
+def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program, tuple[str, ...]]:
+    """Walk the chain input -> (conv -> [pool] -> neuron [<-> rec]) x n -> [flatten] -> output."""
+    inputs = [name for name, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    if len(inputs) != 1:
+        raise UnsupportedGraphError(f"the graph has {len(inputs)} Input nodes; the native runtime runs a single-input chain")
+    in_shape = tuple(int(d) for d in graph.nodes[inputs[0]].input_type["input"])
+    if len(in_shape) != 3:
+        raise UnsupportedGraphError(f"input {inputs[0]!r} of shape {in_shape}; expected (C, H, W) event counts")
+    rows, weights, biases, betas, thresholds, scales, shapes, names = [], [], [], [], [], [], [], []
+    w_off = b_off = n_off = 0
+    current, shape = inputs[0], in_shape
+    while True:
+        nxt = [n for n in _successors(graph, current) if "recurrent_of" not in graph.nodes[n].metadata]
+        if len(nxt) != 1:
+            raise UnsupportedGraphError(f"node {current!r} feeds {nxt}; the native runtime runs a chain of layers")
+        name = nxt[0]
+        node = graph.nodes[name]
+        if isinstance(node, (nir.Output, nir.Flatten)):
+            break
+        if not isinstance(node, nir.Conv2d):
+            raise UnsupportedGraphError(f"node {name!r} is a {type(node).__name__} where a Conv2d was expected (the native "
+                                        "runtime runs conv -> [pool] -> neuron layers); use --frontend nir")
+        (kh, kw), (sh, sw), (ph, pw) = _conv_geometry(name, node)
+        weight = np.asarray(node.weight, np.float32)
+        out_c = weight.shape[0]
+        if weight.shape[1] != shape[0]:
+            raise UnsupportedGraphError(f"node {name!r}: weight for {weight.shape[1]} input channels, fed {shape[0]}")
+        conv_h, conv_w = (shape[1] + 2 * ph - kh) // sh + 1, (shape[2] + 2 * pw - kw) // sw + 1
+        pool, (pkh, pkw), (psh, psw) = None, (1, 1), (1, 1)
+        after = _successors(graph, name)
+        if len(after) == 1 and isinstance(graph.nodes[after[0]], (nir.SumPool2d, nir.AvgPool2d)):
+            pool_name, pool_node = after[0], graph.nodes[after[0]]
+            if np.any(np.asarray(pool_node.padding) != 0):
+                raise UnsupportedGraphError(f"node {pool_name!r}: pooling with padding is not implemented")
+            pool = "sum" if isinstance(pool_node, nir.SumPool2d) else "avg"
+            (pkh, pkw), (psh, psw) = _pair(pool_node.kernel_size), _pair(pool_node.stride)
+            after = _successors(graph, pool_name)
+        out_h, out_w = (conv_h - pkh) // psh + 1, (conv_w - pkw) // psw + 1
+        if len(after) != 1 or not isinstance(graph.nodes[after[0]], NEURON_TYPES):
+            raise UnsupportedGraphError(f"node {name!r} is followed by {after}; the native runtime needs a neuron after "
+                                        "each conv (and pooling)")
+        neuron_name = after[0]
+        parameters, input_scale = neuron_parameters(neuron_name, graph.nodes[neuron_name], dt_s)
+        layer_shape = (out_c, out_h, out_w)
+        n_neurons = out_c * out_h * out_w
+        # biases: a pooling window of pkh*pkw conv outputs, each with the bias (avg: divided again)
+        window = pkh * pkw
+        ff_bias = np.asarray(node.bias, np.float64) * (window if pool == "sum" else 1.0)
+        row = dict(in_c=shape[0], in_h=shape[1], in_w=shape[2], conv_h=conv_h, conv_w=conv_w, kh=kh, kw=kw, sh=sh,
+                   sw=sw, ph=ph, pw=pw, w_off=w_off, pool=kernels.POOL_CODES[pool], pkh=pkh, pkw=pkw, psh=psh,
+                   psw=psw, out_c=out_c, out_h=out_h, out_w=out_w, n_off=n_off, ff_bias_off=b_off,
+                   rec=0, rkh=1, rkw=1, rph=0, rpw=0, rw_off=0, rec_bias_off=0,
+                   reset=kernels.RESET_CODES[parameters.reset], timing=kernels.TIMING_CODES[parameters.reset_timing],
+                   scaled=int(not (isinstance(input_scale, float) and input_scale == 1.0)))
+        weights.append(np.ascontiguousarray(weight.transpose(1, 2, 3, 0)).ravel())
+        w_off += weight.size
+        biases.append(ff_bias)
+        b_off += out_c
+        recurrent = [n for n in _successors(graph, neuron_name) if "recurrent_of" in graph.nodes[n].metadata]
+        if recurrent:
+            rec_name, rec = recurrent[0], graph.nodes[recurrent[0]]
+            meta = rec.metadata
+            if (meta.get("recurrent_of") != neuron_name or int(meta.get("delay_steps", 1)) != 1
+                    or int(meta.get("active_from_step", 1)) != 1 or _successors(graph, rec_name) != [neuron_name]):
+                raise UnsupportedGraphError(f"node {rec_name!r}: a recurrent conv must read and feed {neuron_name!r} with "
+                                            "delay_steps 1, active_from_step 1")
+            (rkh, rkw), (rsh, rsw), (rph, rpw) = _conv_geometry(rec_name, rec)
+            rec_weight = np.asarray(rec.weight, np.float32)
+            if (rsh, rsw) != (1, 1) or rec_weight.shape[:2] != (out_c, out_c) or (rkh - 1, rkw - 1) != (2 * rph, 2 * rpw):
+                raise UnsupportedGraphError(f"node {rec_name!r}: a recurrent conv must keep the shape {layer_shape} "
+                                            "(stride 1, 'same' padding)")
+            row.update(rec=1, rkh=rkh, rkw=rkw, rph=rph, rpw=rpw, rw_off=w_off, rec_bias_off=b_off)
+            weights.append(np.ascontiguousarray(rec_weight.transpose(1, 2, 3, 0)).ravel())
+            w_off += rec_weight.size
+            biases.append(np.asarray(rec.bias, np.float64))
+            b_off += out_c
+        rows.append([row[f] for f in kernels.FIELDS])
+        betas.append(_per_neuron(parameters.beta, layer_shape))
+        thresholds.append(_per_neuron(parameters.threshold, layer_shape))
+        scales.append(_per_neuron(input_scale, layer_shape))
+        shapes.append(layer_shape)
+        names.append(neuron_name)
+        n_off += n_neurons
+        current, shape = neuron_name, layer_shape
+    if not rows:
+        raise UnsupportedGraphError("the graph has no conv -> neuron layer")
+    declared = neuron_names(graph)
+    if tuple(names) != tuple(declared):
+        raise UnsupportedGraphError(f"the chain reaches neurons {names}, the graph declares {list(declared)}")
+    program = _Program(np.asarray(rows, np.int64), np.concatenate(weights), np.concatenate(biases),
+                       np.concatenate(betas), np.concatenate(thresholds), np.concatenate(scales), shapes, in_shape)
+    return program, tuple(names)
+
+
+class NativeFrontendRuntime:
+    """FrontendRuntime over `native_kernels.frontend_step` (see the module docstring)."""
+
+    def __init__(self, graph: nir.NIRGraph | str | Path, *, dt_s: float | None = None):
+        self.graph = _load(graph)
+        self.dt_s = graph_dt(self.graph, dt_s)
+        self.program, self.layer_names = compile_frontend(self.graph, self.dt_s)
+        self._n_neurons = int(self.program.beta.size)
+        in_c, in_h, in_w = self.program.input_shape
+        self._in_list = np.zeros((in_c * in_h * in_w, 4), np.float64)
+        self._acc = np.zeros(self._n_neurons, np.float64)
+        self.reset(1)
+
+    def reset(self, batch: int) -> None:
+        n, layers = self._n_neurons, len(self.layer_names)
+        self._batch = batch
+        self._v = np.zeros((batch, n), np.float32)
+        self._s = np.zeros((batch, n), np.float32)
+        self._spike_list = np.zeros((batch, n), np.int32)
+        self._n_spikes = np.zeros((batch, layers), np.int64)
+        self._steps = np.zeros(batch, np.int64)
+        self._counts = np.zeros((batch, layers), np.int64)
+        self._out = np.zeros((batch, *self.program.shapes[-1]), np.float32)
+        self._out_tensor = torch.from_numpy(self._out)
+
+    def step(self, frame) -> torch.Tensor:
+        """frame (B, C, H, W) event counts -> the last layer's spikes (B, C', H', W').
+
+        The returned tensor is the runtime's output buffer, overwritten by the next step
+        (clone it to keep it)."""
+        array = frame.numpy() if isinstance(frame, torch.Tensor) else frame
+        if array.dtype != np.float32 or not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array, dtype=np.float32)
+        if array.shape != (self._batch, *self.program.input_shape):
+            raise ValueError(f"frame of shape {tuple(array.shape)}; this front-end expects "
+                             f"({self._batch}, {', '.join(map(str, self.program.input_shape))}) (call reset(batch) "
+                             "for another batch)")
+        p = self.program
+        kernels.frontend_step(array, p.table, p.weights, p.biases, p.beta, p.threshold, p.input_scale, self._v,
+                              self._s, self._spike_list, self._n_spikes, self._acc, self._in_list, self._steps,
+                              self._counts, self._out)
+        return self._out_tensor
+
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        self.reset(frames.shape[0])
+        return torch.stack([self.step(frames[:, t]).clone() for t in range(frames.shape[1])], dim=1)
+
+    @property
+    def layer_spikes(self) -> dict[str, torch.Tensor]:
+        """This step's spikes of every layer, (B, C, H, W) (built on request, not per step)."""
+        spikes = {}
+        for row, name, (c, h, w) in zip(self.program.table, self.layer_names, self.program.shapes):
+            offset = int(row[kernels.F["n_off"]])
+            layer = self._s[:, offset:offset + c * h * w].reshape(self._batch, h, w, c).transpose(0, 3, 1, 2)
+            spikes[name] = torch.from_numpy(np.ascontiguousarray(layer))
+        return spikes
+
+    @property
+    def spike_counts(self) -> dict[str, int]:
+        return {name: int(n) for name, n in zip(self.layer_names, self._counts.sum(axis=0))}
+
+
+# -- the generic Mamba layer step ------------------------------------------------------------
+def _f32(array) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class MambaLayerWeights:
+    """One Mamba-1 layer (FAMILIES.md §0), in the shapes of the torch module's parameters.
+
+    `in_proj_weight` (2Di, d) — or (Di, d) with `gate="none"`; `conv_weight` (Di, K) (or the
+    Conv1d's (Di, 1, K)); `x_proj_weight` (R + 2N, Di); `dt_proj_weight` (Di, R); `A` (Di, N)
+    = -exp(A_log); `D` (Di,); `out_proj_weight` (d, Di). Biases are optional. `gate`: "silu"
+    (y * silu(z)), "none" (y = C.h + D.u) or "norm_silu" (LayerNorm(Di)(y) * silu(z) with
+    `gate_norm_weight`, `gate_norm_bias`, `gate_norm_eps`).
+    """
+
+    in_proj_weight: np.ndarray
+    conv_weight: np.ndarray
+    x_proj_weight: np.ndarray
+    dt_proj_weight: np.ndarray
+    dt_proj_bias: np.ndarray
+    A: np.ndarray
+    D: np.ndarray
+    out_proj_weight: np.ndarray
+    in_proj_bias: np.ndarray | None = None
+    conv_bias: np.ndarray | None = None
+    out_proj_bias: np.ndarray | None = None
+    gate: str = "silu"
+    gate_norm_weight: np.ndarray | None = None
+    gate_norm_bias: np.ndarray | None = None
+    gate_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.gate not in GATES:
+            raise ValueError(f"gate={self.gate!r}; expected one of {tuple(GATES)}")
+        if self.gate == "norm_silu" and (self.gate_norm_weight is None or self.gate_norm_bias is None):
+            raise ValueError("gate='norm_silu' needs gate_norm_weight and gate_norm_bias (the LayerNorm(d_inner))")
+
+    @classmethod
+    def from_module(cls, mamba: Mamba) -> MambaLayerWeights:
+        """The weights of a `neurodeploy.model.mamba.Mamba` (official parameter names)."""
+        bias = lambda linear: None if linear.bias is None else _f32(linear.bias)  # noqa: E731
+        return cls(in_proj_weight=_f32(mamba.in_proj.weight), conv_weight=_f32(mamba.conv1d.weight[:, 0, :]),
+                   x_proj_weight=_f32(mamba.x_proj.weight), dt_proj_weight=_f32(mamba.dt_proj.weight),
+                   dt_proj_bias=_f32(mamba.dt_proj.bias), A=_f32(-torch.exp(mamba.A_log.float())), D=_f32(mamba.D),
+                   out_proj_weight=_f32(mamba.out_proj.weight), in_proj_bias=bias(mamba.in_proj),
+                   conv_bias=bias(mamba.conv1d), out_proj_bias=bias(mamba.out_proj))
+
+    def kernel_arguments(self) -> tuple:
+        """The kernel's weight arguments: transposed, contiguous float32 (cached per instance)."""
+        cached = self.__dict__.get("_arguments")
+        if cached is None:
+            optional = lambda a: _NO_BIAS if a is None else _f32(a).ravel()  # noqa: E731
+            conv = _f32(self.conv_weight)
+            cached = (_f32(self.in_proj_weight).T.copy(), optional(self.in_proj_bias), conv.reshape(conv.shape[0], -1),
+                      optional(self.conv_bias), _f32(self.x_proj_weight).T.copy(), _f32(self.dt_proj_weight).T.copy(),
+                      _f32(self.dt_proj_bias), _f32(self.A), _f32(self.D), _f32(self.out_proj_weight).T.copy(),
+                      optional(self.out_proj_bias), GATES[self.gate], optional(self.gate_norm_weight),
+                      optional(self.gate_norm_bias), float(self.gate_norm_eps))
+            object.__setattr__(self, "_arguments", cached)
+        return cached
+
+    @property
+    def scratch_size(self) -> int:
+        d_inner, d_state = self.A.shape
+        return 6 * d_inner + self.dt_proj_weight.shape[1] + 2 * d_state
+
+
+def mamba_layer_step(weights: MambaLayerWeights, conv_state: np.ndarray, ssm_state: np.ndarray,
+                     x: np.ndarray) -> np.ndarray:
+    """One token `x (d,)` (or `(B, d)` with states `(B, Di, K)`, `(B, Di, N)`) -> `y` of the same shape.
+
+    `conv_state` (Di, K, the last K in-projected x, oldest first) and `ssm_state` (Di, N) are
+    float32 C-contiguous numpy arrays updated in place; start them at zero.
+    """
+    args = weights.kernel_arguments()
+    x = _f32(x)
+    d_inner, d_conv = args[2].shape
+    for name, state, width in (("conv_state", conv_state, d_conv), ("ssm_state", ssm_state, weights.A.shape[1])):
+        if state.dtype != np.float32 or not state.flags.c_contiguous or state.shape[-2:] != (d_inner, width):
+            raise ValueError(f"{name} of shape {state.shape} ({state.dtype}); expected C-contiguous float32 "
+                             f"(..., {d_inner}, {width}) updated in place")
+    scratch = np.empty(weights.scratch_size, np.float32)
+    out_dim = args[9].shape[1]
+    if x.ndim == 1:
+        y = np.empty(out_dim, np.float32)
+        kernels.mamba_layer_kernel(x, *args, conv_state, ssm_state, scratch, y)
+        return y
+    y = np.empty((x.shape[0], out_dim), np.float32)
+    for b in range(x.shape[0]):
+        kernels.mamba_layer_kernel(x[b], *args, conv_state[b], ssm_state[b], scratch, y[b])
+    return y
+
+
+# -- the fused Mamba-Spike backbone ----------------------------------------------------------
+class NativeBackboneRuntime:
+    """BackboneRuntime of a `MambaSpike`, one `native_kernels.backbone_step` call per step."""
+
+    def __init__(self, model: MambaSpike):
+        if not isinstance(model, MambaSpike):
+            raise TypeError(f"expected a MambaSpike, not {type(model).__name__}")
+        c = self.config = model.config
+        blocks = list(model.mamba_blocks)
+        layers = [MambaLayerWeights.from_module(block.mamba).kernel_arguments() for block in blocks]
+        stack = lambda k: np.ascontiguousarray(np.stack([layer[k] for layer in layers]))  # noqa: E731
+        self._weights = dict(
+            proj_w_t=_f32(model.input_proj.weight).T.copy(), proj_b=_f32(model.input_proj.bias),
+            norm_w=np.stack([_f32(b.norm.weight) for b in blocks]), norm_b=np.stack([_f32(b.norm.bias) for b in blocks]),
+            in_w_t=stack(0), conv_w=stack(2), x_proj_w_t=stack(4), dt_w_t=stack(5), dt_b=stack(6), A=stack(7),
+            D=stack(8), out_w_t=stack(9), final_norm_w=_f32(model.norm.weight), final_norm_b=_f32(model.norm.bias),
+            cls_w_t=_f32(model.classifier.weight).T.copy(), cls_b=_f32(model.classifier.bias), no_bias=_NO_BIAS)
+        if any(b.norm.eps != 1e-5 for b in blocks) or model.norm.eps != 1e-5:
+            raise ValueError("the native backbone assumes LayerNorm eps 1e-5, as MambaSpike builds it")
+        scratch = MambaLayerWeights.from_module(blocks[0].mamba).scratch_size
+        self._scratch = np.zeros(scratch, np.float32)
+        self._acc = np.zeros(c.d_model, np.float64)
+        self._hidden = np.zeros(c.d_model, np.float32)
+        self._normed = np.zeros(c.d_model, np.float32)
+        self._layer_out = np.zeros(c.d_model, np.float32)
+        self._stamp = np.zeros(1, np.int64)
+        self.reset(1)
+
+    @property
+    def _frame_shape(self) -> tuple[int, int, int]:
+        c = self.config
+        return (c.spiking_channels, c.feature_height, c.feature_width)
+
+    def reset(self, batch: int) -> None:
+        c = self.config
+        slots = c.interface_window - 1
+        self._batch = batch
+        self._ring = np.zeros((batch, slots, c.spike_features), np.float32)
+        self._ring_list = np.zeros((batch, slots, c.spike_features), np.int32)
+        self._ring_n = np.zeros((batch, slots), np.int64)
+        self._head = np.zeros(1, np.int64)
+        self._mark = np.zeros((batch, c.spike_features), np.int64)
+        self._stamp[0] = 0
+        self._counters = np.zeros(3, np.int64)  # count, received, pushed
+        self._conv_state = np.zeros((c.n_layers, batch, c.d_inner, c.d_conv), np.float32)
+        self._ssm_state = np.zeros((c.n_layers, batch, c.d_inner, c.d_state), np.float32)
+        self._feature_sum = np.zeros((batch, c.d_model), np.float32)
+        self._logits = np.zeros((batch, c.num_classes), np.float32)
+        self._zeros = np.zeros((batch, c.spike_features), np.float32)
+
+    def _push(self, flat: np.ndarray, real: bool) -> torch.Tensor:
+        w, c = self._weights, self.config
+        kernels.backbone_step(flat, real, c.interface_window, c.lookahead, self._ring, self._ring_list, self._ring_n,
+                              self._head, self._mark, self._stamp, self._counters, w["proj_w_t"], w["proj_b"],
+                              w["norm_w"], w["norm_b"], w["in_w_t"], w["conv_w"], w["x_proj_w_t"], w["dt_w_t"],
+                              w["dt_b"], w["A"], w["D"], w["out_w_t"], w["final_norm_w"], w["final_norm_b"],
+                              w["cls_w_t"], w["cls_b"], w["no_bias"], self._conv_state, self._ssm_state,
+                              self._feature_sum, self._scratch, self._acc, self._hidden, self._normed,
+                              self._layer_out, self._logits)
+        return torch.from_numpy(self._logits.copy())
+
+    def step(self, spikes_t) -> torch.Tensor:
+        """Front-end spikes of one step (B, C, H, W) -> anytime logits (B, classes)."""
+        array = spikes_t.numpy() if isinstance(spikes_t, torch.Tensor) else spikes_t
+        if array.shape != (self._batch, *self._frame_shape):
+            raise ValueError(f"front-end spikes of shape {tuple(array.shape)}; this backbone expects "
+                             f"({self._batch}, {', '.join(map(str, self._frame_shape))}): call reset(batch) first")
+        flat = array.reshape(self._batch, -1)
+        if flat.dtype != np.float32 or not flat.flags.c_contiguous:
+            flat = np.ascontiguousarray(flat, dtype=np.float32)
+        return self._push(flat, True)
+
+    def flush(self) -> torch.Tensor:
+        """Finish the sample (the centred interface's look-ahead zero frames); final logits."""
+        received, pushed = int(self._counters[1]), int(self._counters[2])
+        pending = received + self.config.lookahead - pushed if received else 0
+        for _ in range(pending):
+            self._push(self._zeros, False)
+        return torch.from_numpy(self._logits.copy())
+
+    def run(self, spikes) -> torch.Tensor:
+        """A whole sequence (B, T, C, H, W) -> logits, from a fresh state; the streaming state is kept."""
+        saved = self.get_state()
+        self.reset(spikes.shape[0])
+        try:
+            for t in range(spikes.shape[1]):
+                self.step(spikes[:, t])
+            return self.flush()
+        finally:
+            self.set_state(saved)
+
+    def get_state(self) -> BackboneState:
+        """The streaming state as the model's `BackboneState` (copies; the ring oldest first)."""
+        head = int(self._head[0])
+        ring = np.roll(self._ring, -head, axis=1) if self._ring.shape[1] else self._ring.copy()
+        layers = tuple(MambaState(torch.from_numpy(self._conv_state[i].copy()), torch.from_numpy(self._ssm_state[i].copy()))
+                       for i in range(self.config.n_layers))
+        count, received, pushed = (int(v) for v in self._counters)
+        return BackboneState(InterfaceState(torch.from_numpy(np.ascontiguousarray(ring))), layers,
+                             torch.from_numpy(self._feature_sum.copy()), count, received, pushed)
+
+    def set_state(self, state: BackboneState) -> None:
+        """Continue from a state of this or another backbone runtime."""
+        c = self.config
+        ring = _f32(state.interface.ring)
+        batch = ring.shape[0]
+        if ring.shape != (batch, c.interface_window - 1, c.spike_features) or len(state.layers) != c.n_layers:
+            raise ValueError(f"a state with ring {ring.shape} and {len(state.layers)} layers; this backbone expects "
+                             f"({batch}, {c.interface_window - 1}, {c.spike_features}) and {c.n_layers} layers")
+        self.reset(batch)
+        self._ring[...] = ring
+        for b in range(batch):
+            for slot in range(ring.shape[1]):
+                active = np.flatnonzero(ring[b, slot]).astype(np.int32)
+                self._ring_list[b, slot, :active.size] = active
+                self._ring_n[b, slot] = active.size
+        for i, layer in enumerate(state.layers):
+            self._conv_state[i] = _f32(layer.conv_state)
+            self._ssm_state[i] = _f32(layer.ssm_state)
+        self._feature_sum[...] = _f32(state.feature_sum)
+        self._counters[:] = (int(state.count), int(state.received), int(state.pushed))

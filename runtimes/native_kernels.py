@@ -1,0 +1,403 @@
+"""Compiled kernels of the native runtime: the event-driven front-end and the fused Mamba step.
+
+Why numba: the work per 1 ms step is a few thousand scattered multiply-adds and a few
+hundred thousand dense ones, so the cost that matters is the per-call overhead, and numpy or
+torch pay microseconds per operator. numba compiles these loops to machine code at first
+use, from wheels (no compiler at install time), works with numpy < 2, and keeps the kernels
+readable Python; a hand-written C extension would need a compiler in `scripts/setup.sh` for
+the same loops. Kernels are compiled with `cache=True` (the first import compiles once,
+later processes load the cached machine code) and without `fastmath`, so float32 sums are
+neither reassociated nor contracted into fused multiply-adds: the membrane arithmetic then
+rounds exactly as the torch reference does.
+
+Front-end program (`frontend_step`). A NIR front-end is a chain of layers, each
+`conv -> [pool] -> LIF [<- recurrent conv <- the same LIF, one step late]`. Every layer is
+one row of `layer_table` (int64, `FIELDS` names its columns); weights live in one float32
+blob laid out `(c_in, ky, kx, c_out)` so that a scatter writes contiguous output channels;
+per-channel biases (already multiplied by the pooling window) in one float64 blob; all
+neuron arrays (membrane, spikes, per-neuron beta / threshold / input scale) channels-last
+`(H, W, C)` in flat arrays at a per-layer offset. Per step:
+
+1. the input pixels whose count is non-zero are listed (graded counts kept as values);
+2. per layer, every listed input scatters `value * w[c_in, ky, kx, :]` into the float64
+   currents of the conv outputs it reaches, folded through the pooling window; the
+   layer's previous spikes scatter through the recurrent conv (from the second step on);
+3. each neuron's current is `float32(scattered + bias)` (float64 sums of float32 products
+   are exact for these sizes, so the current is the correctly rounded real value), then the
+   LIF runs in float32 with the reference's operation order (`beta * v + I`, then the reset)
+   and lists its spikes for the next layer.
+
+The membrane arithmetic is therefore bit-identical to the torch reference; the currents can
+differ from torch's float32 convolution in the last bit (it accumulates in float32 in its
+own order), which flips a spike only where a membrane lands within an ulp of the threshold
+(the parity tests measure zero flips on their samples; the benchmark reports the rate).
+
+Backbone (`mamba_layer_step`, `backbone_step`). The layer kernel is the Mamba-1 step of
+FAMILIES.md §0 for any family: `in_proj` (optional bias) -> depthwise causal conv (optional
+bias) -> silu -> `x_proj` -> `dt_proj` + softplus -> selective state update -> output gate
+-> `out_proj` (optional bias). `gate` is a parameter: `GATE_SILU` (official, y * silu(z)),
+`GATE_NONE` (y = C.h + D.u, no z) and `GATE_NORM_SILU` (LayerNorm(d_inner)(y) * silu(z), the
+liquid family). Matrix-vector products are written as sums of weight rows (`out +=
+w_t[j] * x[j]`, weights stored transposed) so the inner loop runs over contiguous outputs
+and vectorises without reassociating any sum.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# -- front-end layer table ---------------------------------------------------------------
+FIELDS = (
+    "in_c", "in_h", "in_w",             # the layer's input (the previous layer's spikes or the frame)
+    "conv_h", "conv_w",                 # conv output size (before pooling)
+    "kh", "kw", "sh", "sw", "ph", "pw",  # conv kernel, stride, padding
+    "w_off",                            # conv weights in the float32 blob, (c_in, kh, kw, c_out)
+    "pool", "pkh", "pkw", "psh", "psw",  # pooling: 0 none, 1 sum, 2 avg; kernel, stride
+    "out_c", "out_h", "out_w",          # the LIF layer's shape
+    "n_off",                            # neuron offset (membranes, spikes, currents, parameters)
+    "ff_bias_off",                      # float64 blob: per-channel feed-forward bias (pool-folded)
+    "rec", "rkh", "rkw", "rph", "rpw", "rw_off", "rec_bias_off",  # recurrent conv (0/1) of this layer
+    "reset", "timing", "scaled",        # reset 0 subtract 1 zero 2 none; timing 0 delayed 1 immediate; input scale
+)
+F = {name: i for i, name in enumerate(FIELDS)}
+RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+TIMING_CODES = {"delayed": 0, "immediate": 1}
+POOL_CODES = {None: 0, "sum": 1, "avg": 2}
+
+GATE_SILU, GATE_NONE, GATE_NORM_SILU = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, value, weights, w_off, kh, kw, sh, sw, ph, pw,
+             conv_h, conv_w, pool, pkh, pkw, psh, psw):
+    """One input (c, y, x) with `value` -> the float64 currents of every output it reaches."""
+    for ky in range(kh):
+        ny = y + ph - ky
+        if ny < 0 or ny % sh != 0:
+            continue
+        oy = ny // sh
+        if oy >= conv_h:
+            continue
+        for kx in range(kw):
+            nx = x + pw - kx
+            if nx < 0 or nx % sw != 0:
+                continue
+            ox = nx // sw
+            if ox >= conv_w:
+                continue
+            wbase = w_off + ((c * kh + ky) * kw + kx) * out_c
+            if pool == 0:
+                base = n_off + (oy * out_w + ox) * out_c
+                for co in range(out_c):
+                    acc[base + co] += value * weights[wbase + co]
+                continue
+            scaled = value / (pkh * pkw) if pool == 2 else value
+            # pooled rows py with py*psh <= oy < py*psh + pkh (floor pooling: py < out_h)
+            py_lo = max(0, (oy - pkh + psh) // psh)
+            py_hi = min(out_h - 1, oy // psh)
+            px_lo = max(0, (ox - pkw + psw) // psw)
+            px_hi = min(out_w - 1, ox // psw)
+            for py in range(py_lo, py_hi + 1):
+                for px in range(px_lo, px_hi + 1):
+                    base = n_off + (py * out_w + px) * out_c
+                    for co in range(out_c):
+                        acc[base + co] += scaled * weights[wbase + co]
+
+
+@njit(cache=True)
+def frontend_step(frame, table, weights, biases, beta, threshold, input_scale, v, s, spike_list, n_spikes,
+                  acc, in_list, steps, counts, out):
+    """One time step of a batch of streams.
+
+    frame (B, C, H, W) float32 event counts; v, s (B, neurons) float32 membranes and spikes;
+    spike_list (B, neurons) int32 flat indices of each layer's spikes (at the layer's
+    offset), n_spikes (B, layers) their number; acc (neurons,) float64 scratch; in_list
+    (C*H*W, 4) float64 scratch; steps (B,) int64; counts (B, layers) int64 spikes since
+    reset; out (B, C, H, W) float32 the last layer's spikes.
+    """
+    batch, in_c, in_h, in_w = frame.shape
+    n_layers = table.shape[0]
+    for b in range(batch):
+        # 1. the active input pixels (graded counts)
+        n_in = 0
+        for c in range(in_c):
+            for y in range(in_h):
+                for x in range(in_w):
+                    value = frame[b, c, y, x]
+                    if value != 0.0:
+                        in_list[n_in, 0] = c
+                        in_list[n_in, 1] = y
+                        in_list[n_in, 2] = x
+                        in_list[n_in, 3] = value
+                        n_in += 1
+        for layer in range(n_layers):
+            t = table[layer]
+            out_c, out_h, out_w, n_off = t[17], t[18], t[19], t[20]
+            n_neurons = out_c * out_h * out_w
+            for i in range(n_off, n_off + n_neurons):
+                acc[i] = 0.0
+            # 2a. feed-forward: the listed inputs of this step
+            if layer == 0:
+                for k in range(n_in):
+                    _scatter(acc, n_off, out_h, out_w, out_c, int(in_list[k, 0]), int(in_list[k, 1]),
+                             int(in_list[k, 2]), in_list[k, 3], weights, t[11], t[5], t[6], t[7], t[8], t[9],
+                             t[10], t[3], t[4], t[12], t[13], t[14], t[15], t[16])
+            else:
+                p = table[layer - 1]
+                p_c, p_w, p_off = p[17], p[19], p[20]
+                for k in range(n_spikes[b, layer - 1]):
+                    flat = spike_list[b, p_off + k] - p_off
+                    c = flat % p_c
+                    y = flat // p_c // p_w
+                    x = flat // p_c % p_w
+                    _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, weights, t[11], t[5], t[6], t[7],
+                             t[8], t[9], t[10], t[3], t[4], t[12], t[13], t[14], t[15], t[16])
+            # 2b. recurrence: the previous step's spikes of this layer (none before step 1)
+            rec_active = t[22] == 1 and steps[b] > 0
+            if rec_active:
+                for k in range(n_spikes[b, layer]):
+                    flat = spike_list[b, n_off + k] - n_off
+                    c = flat % out_c
+                    y = flat // out_c // out_w
+                    x = flat // out_c % out_w
+                    _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, weights, t[27], t[23], t[24], 1, 1,
+                             t[25], t[26], out_h, out_w, 0, 1, 1, 1, 1)
+            # 3. LIF, float32, the reference's operation order
+            reset, timing, scaled = t[29], t[30], t[31]
+            ff_bias, rec_bias = t[21], t[28]
+            n_new = 0
+            for k in range(n_neurons):
+                i = n_off + k
+                c = k % out_c
+                total = acc[i] + biases[ff_bias + c]
+                if rec_active:
+                    total += biases[rec_bias + c]
+                current = np.float32(total)
+                if scaled == 1:
+                    current = current * input_scale[i]
+                v_prev = v[b, i]
+                s_prev = s[b, i]
+                bt = beta[i]
+                thr = threshold[i]
+                if timing == 0:  # delayed: the reset decided at t-1 applied before the compare
+                    if reset == 0:
+                        vv = (bt * v_prev + current) - s_prev * thr
+                    elif reset == 1:
+                        vv = (bt * (np.float32(1.0) - s_prev)) * v_prev + current
+                    else:
+                        vv = bt * v_prev + current
+                    spike = vv > thr
+                else:
+                    vv = bt * v_prev + current
+                    spike = vv > thr
+                    if spike:
+                        if reset == 0:
+                            vv = vv - thr
+                        elif reset == 1:
+                            vv = np.float32(0.0)
+                v[b, i] = vv
+                if spike:
+                    s[b, i] = 1.0
+                    spike_list[b, n_off + n_new] = i
+                    n_new += 1
+                else:
+                    s[b, i] = 0.0
+            n_spikes[b, layer] = n_new
+            counts[b, layer] += n_new
+        steps[b] += 1
+        # the last layer's spikes, (C, H, W) order
+        last = table[n_layers - 1]
+        l_c, l_w, l_off = last[17], last[19], last[20]
+        out[b, :, :, :] = 0.0
+        for k in range(n_spikes[b, n_layers - 1]):
+            flat = spike_list[b, l_off + k] - l_off
+            out[b, flat % l_c, flat // l_c // l_w, flat // l_c % l_w] = 1.0
+
+
+# -- Mamba layer step ---------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _silu(x):
+    return x / (np.float32(1.0) + np.exp(-x))
+
+
+@njit(cache=True, inline="always")
+def _softplus(x):
+    # torch.nn.functional.softplus: beta 1, threshold 20 (linear above)
+    if x > np.float32(20.0):
+        return x
+    return np.log1p(np.exp(x))
+
+
+@njit(cache=True)
+def _matvec_t(w_t, x, out):
+    """out = w_t.T @ x with w_t (n_in, n_out) contiguous: a sum of rows, vectorised over outputs."""
+    n_in, n_out = w_t.shape
+    for i in range(n_out):
+        out[i] = 0.0
+    for j in range(n_in):
+        xj = x[j]
+        if xj == 0.0:
+            continue
+        for i in range(n_out):
+            out[i] += w_t[j, i] * xj
+
+
+@njit(cache=True)
+def _layer_norm(x, weight, bias, eps, out):
+    """LayerNorm over the last axis in float64 (mean, biased variance), written as float32."""
+    n = x.shape[0]
+    mean = 0.0
+    for i in range(n):
+        mean += x[i]
+    mean /= n
+    var = 0.0
+    for i in range(n):
+        d = x[i] - mean
+        var += d * d
+    var /= n
+    inv = 1.0 / np.sqrt(var + eps)
+    for i in range(n):
+        out[i] = np.float32((x[i] - mean) * inv * weight[i] + bias[i])
+
+
+@njit(cache=True)
+def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b, A, D, out_w_t, out_b,
+                       gate, gate_norm_w, gate_norm_b, gate_norm_eps, conv_state, ssm_state, scratch, y_out):
+    """One token through one Mamba layer; conv_state (Di, K) and ssm_state (Di, N) updated in place.
+
+    x (d,) -> y_out (d,). Absent biases are arrays of length 0. `scratch` is float32 of at
+    least 6*Di + R + 2N.
+    """
+    d_inner, d_conv = conv_w.shape
+    d_state = A.shape[1]
+    dt_rank = dt_w_t.shape[0]
+    n_in_proj = in_w_t.shape[1]
+    xz = scratch[:n_in_proj]
+    u = scratch[2 * d_inner:3 * d_inner]
+    dbl = scratch[3 * d_inner:3 * d_inner + dt_rank + 2 * d_state]
+    delta = scratch[3 * d_inner + dt_rank + 2 * d_state:4 * d_inner + dt_rank + 2 * d_state]
+    y = scratch[4 * d_inner + dt_rank + 2 * d_state:5 * d_inner + dt_rank + 2 * d_state]
+    normed = scratch[5 * d_inner + dt_rank + 2 * d_state:6 * d_inner + dt_rank + 2 * d_state]
+    _matvec_t(in_w_t, x, xz)
+    if in_b.shape[0] > 0:
+        for i in range(n_in_proj):
+            xz[i] += in_b[i]
+    # depthwise causal conv over the last K raw x (oldest first), then silu
+    for i in range(d_inner):
+        for k in range(d_conv - 1):
+            conv_state[i, k] = conv_state[i, k + 1]
+        conv_state[i, d_conv - 1] = xz[i]
+        c = np.float32(0.0)
+        for k in range(d_conv):
+            c += conv_state[i, k] * conv_w[i, k]
+        if conv_b.shape[0] > 0:
+            c += conv_b[i]
+        u[i] = _silu(c)
+    _matvec_t(x_proj_w_t, u, dbl)
+    _matvec_t(dt_w_t, dbl[:dt_rank], delta)
+    for i in range(d_inner):
+        dt = _softplus(delta[i] + dt_b[i])
+        dt_u = dt * u[i]
+        acc = np.float32(0.0)
+        for n in range(d_state):
+            h = ssm_state[i, n] * np.exp(dt * A[i, n]) + dt_u * dbl[dt_rank + n]
+            ssm_state[i, n] = h
+            acc += h * dbl[dt_rank + d_state + n]
+        y[i] = acc + u[i] * D[i]
+    if gate == GATE_SILU:
+        for i in range(d_inner):
+            y[i] = y[i] * _silu(xz[d_inner + i])
+    elif gate == GATE_NORM_SILU:
+        _layer_norm(y, gate_norm_w, gate_norm_b, gate_norm_eps, normed)
+        for i in range(d_inner):
+            y[i] = normed[i] * _silu(xz[d_inner + i])
+    _matvec_t(out_w_t, y, y_out)
+    if out_b.shape[0] > 0:
+        for i in range(y_out.shape[0]):
+            y_out[i] += out_b[i]
+
+
+# -- the fused Mamba-Spike backbone step ---------------------------------------------------
+@njit(cache=True)
+def backbone_step(spikes, real, window, lookahead, ring, ring_list, ring_n, head_ref, mark, stamp, counters,
+                  proj_w_t, proj_b, norm_w, norm_b, in_w_t, conv_w, x_proj_w_t, dt_w_t, dt_b, A, D, out_w_t,
+                  final_norm_w, final_norm_b, cls_w_t, cls_b, no_bias, conv_state, ssm_state, feature_sum,
+                  scratch, acc, hidden, normed, layer_out, logits):
+    """One push of flattened spikes (B, F) through interface, Mamba layers and head.
+
+    ring (B, window-1, F) holds the previous frames, slot `head_ref[0]` the oldest;
+    ring_list / ring_n their non-zero features; counters = [count, received, pushed] (shared
+    by the batch, as in BackboneState). Layer weights are stacked on a leading layer axis.
+    logits (B, classes) receives the anytime logits.
+    """
+    batch, n_features = spikes.shape
+    n_layers = in_w_t.shape[0]
+    d_model = proj_b.shape[0]
+    slots = window - 1
+    head = head_ref[0]
+    counters[2] += 1
+    if real:
+        counters[1] += 1
+    advance = counters[2] > lookahead
+    for b in range(batch):
+        # interface + input projection: a gather over the features active in the window
+        if advance:
+            stamp[0] += 1
+            for d in range(d_model):
+                acc[d] = 0.0
+            for pass_ in range(slots + 1):
+                if pass_ < slots:
+                    n_active = ring_n[b, pass_]
+                else:
+                    n_active = n_features
+                for k in range(n_active):
+                    if pass_ < slots:
+                        f = ring_list[b, pass_, k]
+                    else:
+                        f = k
+                        if spikes[b, f] == 0.0:
+                            continue
+                    if mark[b, f] == stamp[0]:
+                        continue
+                    mark[b, f] = stamp[0]
+                    total = np.float32(0.0)
+                    for j in range(slots):  # oldest first, then the new frame, as the reference sums
+                        total += ring[b, (head + j) % slots, f]
+                    total += spikes[b, f]
+                    smoothed = np.float64(total / np.float32(window))
+                    for d in range(d_model):
+                        acc[d] += smoothed * proj_w_t[f, d]
+            for d in range(d_model):
+                hidden[d] = np.float32(acc[d] + proj_b[d])
+            for layer in range(n_layers):
+                _layer_norm(hidden, norm_w[layer], norm_b[layer], 1e-5, normed)
+                mamba_layer_kernel(normed, in_w_t[layer], no_bias, conv_w[layer], no_bias, x_proj_w_t[layer],
+                                   dt_w_t[layer], dt_b[layer], A[layer], D[layer], out_w_t[layer], no_bias,
+                                   GATE_SILU, no_bias, no_bias, 1e-5, conv_state[layer, b], ssm_state[layer, b],
+                                   scratch, layer_out)
+                for d in range(d_model):
+                    hidden[d] = hidden[d] + layer_out[d]
+            for d in range(d_model):
+                feature_sum[b, d] = feature_sum[b, d] + hidden[d]
+        # the new frame replaces the oldest slot
+        if slots > 0:
+            n_new = 0
+            for f in range(n_features):
+                value = spikes[b, f]
+                ring[b, head, f] = value
+                if value != 0.0:
+                    ring_list[b, head, n_new] = f
+                    n_new += 1
+            ring_n[b, head] = n_new
+    if advance:
+        counters[0] += 1
+    if slots > 0:
+        head_ref[0] = (head + 1) % slots
+    divisor = np.float32(max(counters[0], 1))
+    for b in range(batch):
+        for d in range(d_model):
+            hidden[d] = feature_sum[b, d] / divisor
+        _layer_norm(hidden, final_norm_w, final_norm_b, 1e-5, normed)
+        _matvec_t(cls_w_t, normed, logits[b])
+        for k in range(logits.shape[1]):
+            logits[b, k] += cls_b[k]
