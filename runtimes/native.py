@@ -66,10 +66,41 @@ def _successors(graph: nir.NIRGraph, name: str) -> list[str]:
     return [dst for src, dst in graph.edges if src == name]
 
 
+def _fold_conv_pool(weight: np.ndarray, pool: str, pad: tuple[int, int], stride: tuple[int, int]):
+    """Conv (stride 1) + non-overlapping pooling as one scatter per input phase.
+
+    An input at y = stride*q + r reaches pooled row q + (r + pad - ky) // stride through
+    kernel row ky: the offset depends on the phase r only, so the kernel taps that land in
+    one pooled output can be summed once, in float64 (exact: at most kh*kw float32 terms
+    times 1 or a power-of-two 1/window). Returns (folded (C_in, sy, sx, ny, nx, C_out),
+    reach mask, dy0, dx0).
+    """
+    c_out, c_in, kh, kw = weight.shape
+    (ph, pw), (sy, sx) = pad, stride
+    dys = {(ry, ky): (ry + ph - ky) // sy for ry in range(sy) for ky in range(kh)}
+    dxs = {(rx, kx): (rx + pw - kx) // sx for rx in range(sx) for kx in range(kw)}
+    dy0, dx0 = min(dys.values()), min(dxs.values())
+    ny, nx = max(dys.values()) - dy0 + 1, max(dxs.values()) - dx0 + 1
+    scale = 1.0 / (sy * sx) if pool == "avg" else 1.0
+    folded = np.zeros((c_in, sy, sx, ny, nx, c_out), np.float64)
+    reach = np.zeros((c_in, sy, sx, ny, nx), np.bool_)
+    w = weight.astype(np.float64).transpose(1, 2, 3, 0)  # (c_in, kh, kw, c_out)
+    for ry in range(sy):
+        for rx in range(sx):
+            for ky in range(kh):
+                for kx in range(kw):
+                    iy, ix = dys[ry, ky] - dy0, dxs[rx, kx] - dx0
+                    folded[:, ry, rx, iy, ix] += w[:, ky, kx] * scale
+                    reach[:, ry, rx, iy, ix] = True
+    return folded.ravel(), reach.ravel(), dy0, dx0, ny, nx
+
+
 @dataclass
 class _Program:
     table: np.ndarray
     weights: np.ndarray
+    folded: np.ndarray
+    reach: np.ndarray
     biases: np.ndarray
     beta: np.ndarray
     threshold: np.ndarray
@@ -86,8 +117,8 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
     in_shape = tuple(int(d) for d in graph.nodes[inputs[0]].input_type["input"])
     if len(in_shape) != 3:
         raise UnsupportedGraphError(f"input {inputs[0]!r} of shape {in_shape}; expected (C, H, W) event counts")
-    rows, weights, biases, betas, thresholds, scales, shapes, names = [], [], [], [], [], [], [], []
-    w_off = b_off = n_off = 0
+    rows, weights, folds, reaches, biases, betas, thresholds, scales, shapes, names = ([] for _ in range(10))
+    w_off = b_off = n_off = f_off = 0
     current, shape = inputs[0], in_shape
     while True:
         nxt = [n for n in _successors(graph, current) if "recurrent_of" not in graph.nodes[n].metadata]
@@ -131,7 +162,17 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
                    psw=psw, out_c=out_c, out_h=out_h, out_w=out_w, n_off=n_off, ff_bias_off=b_off,
                    rec=0, rkh=1, rkw=1, rph=0, rpw=0, rw_off=0, rec_bias_off=0,
                    reset=kernels.RESET_CODES[parameters.reset], timing=kernels.TIMING_CODES[parameters.reset_timing],
-                   scaled=int(not (isinstance(input_scale, float) and input_scale == 1.0)))
+                   scaled=int(not (isinstance(input_scale, float) and input_scale == 1.0)),
+                   fold=0, fold_off=0, fdy0=0, fdx0=0, fny=1, fnx=1)
+        # floor pooling with kernel == stride after a stride-1 conv: a conv output that does not
+        # exist (beyond the padding) falls outside the pooled map too, so the folded scatter is exact
+        if pool is not None and (pkh, pkw) == (psh, psw) and (sh, sw) == (1, 1) and conv_h // psh == out_h \
+                and conv_w // psw == out_w:
+            folded, reach, dy0, dx0, fny, fnx = _fold_conv_pool(weight, pool, (ph, pw), (psh, psw))
+            row.update(fold=1, fold_off=f_off, fdy0=dy0, fdx0=dx0, fny=fny, fnx=fnx)
+            folds.append(folded)
+            reaches.append(reach)
+            f_off += folded.size
         weights.append(np.ascontiguousarray(weight.transpose(1, 2, 3, 0)).ravel())
         w_off += weight.size
         biases.append(ff_bias)
@@ -167,7 +208,9 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
     declared = neuron_names(graph)
     if tuple(names) != tuple(declared):
         raise UnsupportedGraphError(f"the chain reaches neurons {names}, the graph declares {list(declared)}")
-    program = _Program(np.asarray(rows, np.int64), np.concatenate(weights), np.concatenate(biases),
+    folded = np.concatenate(folds) if folds else np.zeros(1, np.float64)
+    reach = np.concatenate(reaches) if reaches else np.zeros(1, np.bool_)
+    program = _Program(np.asarray(rows, np.int64), np.concatenate(weights), folded, reach, np.concatenate(biases),
                        np.concatenate(betas), np.concatenate(thresholds), np.concatenate(scales), shapes, in_shape)
     return program, tuple(names)
 
@@ -210,7 +253,7 @@ class NativeFrontendRuntime:
                              f"({self._batch}, {', '.join(map(str, self.program.input_shape))}) (call reset(batch) "
                              "for another batch)")
         p = self.program
-        kernels.frontend_step(array, p.table, p.weights, p.biases, p.beta, p.threshold, p.input_scale, self._v,
+        kernels.frontend_step(array, p.table, p.weights, p.folded, p.reach, p.biases, p.beta, p.threshold, p.input_scale, self._v,
                               self._s, self._spike_list, self._n_spikes, self._acc, self._in_list, self._steps,
                               self._counts, self._out)
         return self._out_tensor
@@ -319,14 +362,15 @@ def mamba_layer_step(weights: MambaLayerWeights, conv_state: np.ndarray, ssm_sta
             raise ValueError(f"{name} of shape {state.shape} ({state.dtype}); expected C-contiguous float32 "
                              f"(..., {d_inner}, {width}) updated in place")
     scratch = np.empty(weights.scratch_size, np.float32)
+    exp_scratch = np.empty(2 * weights.A.size, np.float64)
     out_dim = args[9].shape[1]
     if x.ndim == 1:
         y = np.empty(out_dim, np.float32)
-        kernels.mamba_layer_kernel(x, *args, conv_state, ssm_state, scratch, y)
+        kernels.mamba_layer_kernel(x, *args, conv_state, ssm_state, scratch, exp_scratch, y)
         return y
     y = np.empty((x.shape[0], out_dim), np.float32)
     for b in range(x.shape[0]):
-        kernels.mamba_layer_kernel(x[b], *args, conv_state[b], ssm_state[b], scratch, y[b])
+        kernels.mamba_layer_kernel(x[b], *args, conv_state[b], ssm_state[b], scratch, exp_scratch, y[b])
     return y
 
 
@@ -351,6 +395,7 @@ class NativeBackboneRuntime:
             raise ValueError("the native backbone assumes LayerNorm eps 1e-5, as MambaSpike builds it")
         scratch = MambaLayerWeights.from_module(blocks[0].mamba).scratch_size
         self._scratch = np.zeros(scratch, np.float32)
+        self._exp_scratch = np.zeros(2 * c.d_inner * c.d_state, np.float64)
         self._acc = np.zeros(c.d_model, np.float64)
         self._hidden = np.zeros(c.d_model, np.float32)
         self._normed = np.zeros(c.d_model, np.float32)
@@ -387,7 +432,7 @@ class NativeBackboneRuntime:
                               w["norm_w"], w["norm_b"], w["in_w_t"], w["conv_w"], w["x_proj_w_t"], w["dt_w_t"],
                               w["dt_b"], w["A"], w["D"], w["out_w_t"], w["final_norm_w"], w["final_norm_b"],
                               w["cls_w_t"], w["cls_b"], w["no_bias"], self._conv_state, self._ssm_state,
-                              self._feature_sum, self._scratch, self._acc, self._hidden, self._normed,
+                              self._feature_sum, self._scratch, self._exp_scratch, self._acc, self._hidden, self._normed,
                               self._layer_out, self._logits)
         return torch.from_numpy(self._logits.copy())
 

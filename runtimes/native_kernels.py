@@ -58,6 +58,7 @@ FIELDS = (
     "ff_bias_off",                      # float64 blob: per-channel feed-forward bias (pool-folded)
     "rec", "rkh", "rkw", "rph", "rpw", "rw_off", "rec_bias_off",  # recurrent conv (0/1) of this layer
     "reset", "timing", "scaled",        # reset 0 subtract 1 zero 2 none; timing 0 delayed 1 immediate; input scale
+    "fold", "fold_off", "fdy0", "fdx0", "fny", "fnx",  # conv+pool folded per input phase (see compile_frontend)
 )
 F = {name: i for i, name in enumerate(FIELDS)}
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
@@ -104,8 +105,33 @@ def _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, value, weights, w_off, kh
                         acc[base + co] += scaled * weights[wbase + co]
 
 
+@njit(cache=True, inline="always")
+def _scatter_folded(acc, n_off, out_h, out_w, out_c, c, y, x, value, folded, reach, fold_off, psh, psw,
+                    fdy0, fdx0, fny, fnx):
+    """The same scatter through conv and a non-overlapping pool pre-summed per input phase:
+    each input reaches at most 4 pooled outputs of a 3x3 conv + 2x2 pool, instead of 9 conv outputs."""
+    qy, ry = y // psh, y % psh
+    qx, rx = x // psw, x % psw
+    phase = ((c * psh + ry) * psw + rx) * fny
+    for iy in range(fny):
+        py = qy + fdy0 + iy
+        if py < 0 or py >= out_h:
+            continue
+        for ix in range(fnx):
+            px = qx + fdx0 + ix
+            if px < 0 or px >= out_w:
+                continue
+            entry = (phase + iy) * fnx + ix
+            if not reach[entry]:
+                continue
+            wbase = fold_off + entry * out_c
+            base = n_off + (py * out_w + px) * out_c
+            for co in range(out_c):
+                acc[base + co] += value * folded[wbase + co]
+
+
 @njit(cache=True)
-def frontend_step(frame, table, weights, biases, beta, threshold, input_scale, v, s, spike_list, n_spikes,
+def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold, input_scale, v, s, spike_list, n_spikes,
                   acc, in_list, steps, counts, out):
     """One time step of a batch of streams.
 
@@ -137,7 +163,12 @@ def frontend_step(frame, table, weights, biases, beta, threshold, input_scale, v
             for i in range(n_off, n_off + n_neurons):
                 acc[i] = 0.0
             # 2a. feed-forward: the listed inputs of this step
-            if layer == 0:
+            if layer == 0 and t[32] == 1:
+                for k in range(n_in):
+                    _scatter_folded(acc, n_off, out_h, out_w, out_c, int(in_list[k, 0]), int(in_list[k, 1]),
+                                    int(in_list[k, 2]), in_list[k, 3], folded, reach, t[33], t[15], t[16], t[34],
+                                    t[35], t[36], t[37])
+            elif layer == 0:
                 for k in range(n_in):
                     _scatter(acc, n_off, out_h, out_w, out_c, int(in_list[k, 0]), int(in_list[k, 1]),
                              int(in_list[k, 2]), in_list[k, 3], weights, t[11], t[5], t[6], t[7], t[8], t[9],
@@ -150,6 +181,10 @@ def frontend_step(frame, table, weights, biases, beta, threshold, input_scale, v
                     c = flat % p_c
                     y = flat // p_c // p_w
                     x = flat // p_c % p_w
+                    if t[32] == 1:
+                        _scatter_folded(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, folded, reach, t[33], t[15],
+                                        t[16], t[34], t[35], t[36], t[37])
+                        continue
                     _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, weights, t[11], t[5], t[6], t[7],
                              t[8], t[9], t[10], t[3], t[4], t[12], t[13], t[14], t[15], t[16])
             # 2b. recurrence: the previous step's spikes of this layer (none before step 1)
@@ -229,6 +264,31 @@ def _softplus(x):
 
 
 @njit(cache=True)
+def _exp_of_products(delta, A, out, exponent_bits):
+    """out[i*N + n] = exp(float32(delta[i] * A[i, n])) for the whole (Di, N) block, in float64.
+
+    libm's expf is a call per element (about 25 ns here, 16k per step at the N-MNIST sizes);
+    this is Cody-Waite range reduction, a degree-10 Taylor polynomial on |r| <= ln2/2
+    (relative error < 1e-12, so float32(out) is the correctly rounded exp of the float32
+    product) and 2^k written into the exponent bits: plain arithmetic that vectorises.
+    """
+    d_inner, d_state = A.shape
+    for i in range(d_inner):
+        for n in range(d_state):
+            out[i * d_state + n] = delta[i] * A[i, n]  # the float32 product, as the reference rounds it
+    for j in range(d_inner * d_state):
+        v = max(out[j], -700.0)
+        k = np.floor(v * 1.4426950408889634 + 0.5)
+        r = (v - k * 0.693145751953125) - k * 1.428606765330187e-06
+        out[j] = 1.0 + r * (1.0 + r * (0.5 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
+            1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r / 3628800)))))))))
+        exponent_bits[j] = (np.int64(k) + 1023) << 52
+    scale = exponent_bits.view(np.float64)
+    for j in range(d_inner * d_state):
+        out[j] *= scale[j]
+
+
+@njit(cache=True, fastmath={"contract"})
 def _matvec_t(w_t, x, out):
     """out = w_t.T @ x with w_t (n_in, n_out) contiguous: a sum of rows, vectorised over outputs."""
     n_in, n_out = w_t.shape
@@ -262,11 +322,12 @@ def _layer_norm(x, weight, bias, eps, out):
 
 @njit(cache=True)
 def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b, A, D, out_w_t, out_b,
-                       gate, gate_norm_w, gate_norm_b, gate_norm_eps, conv_state, ssm_state, scratch, y_out):
+                       gate, gate_norm_w, gate_norm_b, gate_norm_eps, conv_state, ssm_state, scratch, exp_scratch,
+                       y_out):
     """One token through one Mamba layer; conv_state (Di, K) and ssm_state (Di, N) updated in place.
 
     x (d,) -> y_out (d,). Absent biases are arrays of length 0. `scratch` is float32 of at
-    least 6*Di + R + 2N.
+    least 6*Di + R + 2N, `exp_scratch` float64 of 2*Di*N.
     """
     d_inner, d_conv = conv_w.shape
     d_state = A.shape[1]
@@ -296,11 +357,14 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
     _matvec_t(x_proj_w_t, u, dbl)
     _matvec_t(dt_w_t, dbl[:dt_rank], delta)
     for i in range(d_inner):
-        dt = _softplus(delta[i] + dt_b[i])
-        dt_u = dt * u[i]
+        delta[i] = _softplus(delta[i] + dt_b[i])
+    decay = exp_scratch[:d_inner * d_state]
+    _exp_of_products(delta, A, decay, exp_scratch[d_inner * d_state:].view(np.int64))
+    for i in range(d_inner):
+        dt_u = delta[i] * u[i]
         acc = np.float32(0.0)
         for n in range(d_state):
-            h = ssm_state[i, n] * np.exp(dt * A[i, n]) + dt_u * dbl[dt_rank + n]
+            h = ssm_state[i, n] * np.float32(decay[i * d_state + n]) + dt_u * dbl[dt_rank + n]
             ssm_state[i, n] = h
             acc += h * dbl[dt_rank + d_state + n]
         y[i] = acc + u[i] * D[i]
@@ -322,7 +386,7 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
 def backbone_step(spikes, real, window, lookahead, ring, ring_list, ring_n, head_ref, mark, stamp, counters,
                   proj_w_t, proj_b, norm_w, norm_b, in_w_t, conv_w, x_proj_w_t, dt_w_t, dt_b, A, D, out_w_t,
                   final_norm_w, final_norm_b, cls_w_t, cls_b, no_bias, conv_state, ssm_state, feature_sum,
-                  scratch, acc, hidden, normed, layer_out, logits):
+                  scratch, exp_scratch, acc, hidden, normed, layer_out, logits):
     """One push of flattened spikes (B, F) through interface, Mamba layers and head.
 
     ring (B, window-1, F) holds the previous frames, slot `head_ref[0]` the oldest;
@@ -374,7 +438,7 @@ def backbone_step(spikes, real, window, lookahead, ring, ring_list, ring_n, head
                 mamba_layer_kernel(normed, in_w_t[layer], no_bias, conv_w[layer], no_bias, x_proj_w_t[layer],
                                    dt_w_t[layer], dt_b[layer], A[layer], D[layer], out_w_t[layer], no_bias,
                                    GATE_SILU, no_bias, no_bias, 1e-5, conv_state[layer, b], ssm_state[layer, b],
-                                   scratch, layer_out)
+                                   scratch, exp_scratch, layer_out)
                 for d in range(d_model):
                     hidden[d] = hidden[d] + layer_out[d]
             for d in range(d_model):
