@@ -160,8 +160,10 @@ def _open_stream(bundle_dir: str, source: str, frontend: str, backbone: str, lab
 
 
 _stream_options = [
-    click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True),
-    click.option("--backbone", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True),
+    # native (event-driven, compiled) is the default: measured faster than nir / onnxruntime (benchmarks/streaming.py)
+    click.option("--frontend", type=click.Choice(["native", "torch", "nir", "lava"]), default="native", show_default=True),
+    click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default="native",
+                 show_default=True),
     click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="CSV t_start_us,t_end_us,label delimiting samples (default: SOURCE.labels.csv if present)."),
     click.option("--window-us", type=int, default=None, help="Delimit samples by fixed time windows instead."),
@@ -315,9 +317,10 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
 @click.option("--steps", type=int, default=300, show_default=True, help="Steps timed at batch 1.")
 @click.option("--batch", type=int, default=32, show_default=True, help="Batch for the throughput figure.")
-@click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True)
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default="native", show_default=True)
+@click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default="native", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool) -> None:
+def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str, as_json: bool) -> None:
     """Latency (batch 1, per step) and throughput (batch offline) of a BUNDLE's runtimes.
 
     \b
@@ -328,7 +331,7 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
     from neurodeploy.verification import bench_bundle
 
     try:
-        outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
+        outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend, backbone=backbone)
     except (BundleError, ValueError) as err:
         raise _fail(err) from None
     if as_json:
@@ -346,8 +349,8 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 @click.option("--host", default="cpu", show_default=True, help="Host device that runs the backbone.")
 @click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your own device table (JSON, every constant with a source), added to the built-in one.")
-@click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True,
-              help="Runtime whose spikes are counted.")
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default="native", show_default=True,
+              help="Runtime whose spikes are counted (all give the same counts; native is the fastest).")
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
 @click.option("--max-samples", type=int, default=16, show_default=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
@@ -394,9 +397,10 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
               help="Folder for the bundle and the report (default: a temporary folder).")
 @click.option("--lava", is_flag=True, help="Also run the front-end on Lava (bit-accurate Loihi simulation; slow).")
 @click.option("--live", is_flag=True, help="Replay the recording in real time as a live source.")
-@click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True)
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir", "lava"]), default="native", show_default=True)
+@click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default="native", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bool) -> None:
+def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, backbone: str, as_json: bool) -> None:
     """Export the shipped model, stream the shipped recording through it, and write the energy report.
 
     Uses neurodeploy/assets: a small deployable Mamba-Spike trained on synthetic N-MNIST-like
@@ -416,7 +420,7 @@ def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bo
         frontend = "lava"
     holder = tempfile.TemporaryDirectory(prefix="neurodeploy-demo-") if out_dir is None else None
     try:
-        outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, live=live,
+        outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, backbone=backbone, live=live,
                            echo=None if as_json else click.echo)
     except Exception as err:  # noqa: BLE001  (the demo reports any failure as one message)
         raise _fail(err) from None

@@ -1,7 +1,8 @@
 """`neurodeploy demo`: the whole toolkit on the shipped assets, in under a minute on 2 cores.
 
 export the shipped checkpoint -> bundle; stream the shipped labelled recording through the
-chosen front-end runtime (NIR by default, Lava when asked) and the onnxruntime backbone;
+chosen front-end runtime (native by default, Lava when asked) and backbone runtime (native by
+default, onnxruntime or torch when asked);
 print predictions vs labels, spikes per sample and latency; write the energy report.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ def asset_path(name: str) -> Path:
     return path
 
 
-def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
+def run_demo(out_dir: Path, *, frontend: str = "native", backbone: str = "native", live: bool = False,
              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     from neurodeploy.bundle import ExportOptions, export
     from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
@@ -49,14 +50,14 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
         longest = max(-(-(s.t_end_us - s.t_start_us) // dt_us) for s in labels)
         runtime_options["steps_per_sample"] = longest
     say(f"streaming {recording.name} ({len(labels)} labelled samples, {dt_us} us bins) through "
-        f"{frontend} front-end + onnxruntime backbone" + (" in real time" if live else ""))
+        f"{frontend} front-end + {backbone} backbone" + (" in real time" if live else ""))
     frontend_runtime = bundle.frontend_runtime(frontend, **runtime_options)
     try:
         from neurodeploy.events import open as open_events
         from neurodeploy.stream import StreamOptions, StreamRun
 
         source = open_events(recording)
-        run = StreamRun(frontend_runtime, bundle.backbone_runtime("onnxruntime"), source, source.sensor_size,
+        run = StreamRun(frontend_runtime, bundle.backbone_runtime(backbone), source, source.sensor_size,
                         StreamOptions(dt_us=dt_us, labels=labels, realtime=live), live=live)
         results = []
         for r in run:
@@ -82,6 +83,7 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
     return {
         "bundle": str(bundle.directory),
         "frontend": frontend,
+        "backbone": backbone,
         "samples": [r.to_dict() for r in results],
         "summary": summary,
         "recorded_accuracy": float(meta["accuracy"]),
