@@ -401,6 +401,7 @@ class NativeBackboneRuntime:
         self._normed = np.zeros(c.d_model, np.float32)
         self._layer_out = np.zeros(c.d_model, np.float32)
         self._stamp = np.zeros(1, np.int64)
+        self._new_list = np.zeros(c.spike_features, np.int32)
         self.reset(1)
 
     @property
@@ -432,7 +433,7 @@ class NativeBackboneRuntime:
                               w["norm_w"], w["norm_b"], w["in_w_t"], w["conv_w"], w["x_proj_w_t"], w["dt_w_t"],
                               w["dt_b"], w["A"], w["D"], w["out_w_t"], w["final_norm_w"], w["final_norm_b"],
                               w["cls_w_t"], w["cls_b"], w["no_bias"], self._conv_state, self._ssm_state,
-                              self._feature_sum, self._scratch, self._exp_scratch, self._acc, self._hidden, self._normed,
+                              self._feature_sum, self._scratch, self._exp_scratch, self._new_list, self._acc, self._hidden, self._normed,
                               self._layer_out, self._logits)
         return torch.from_numpy(self._logits.copy())
 

@@ -159,9 +159,7 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
         for layer in range(n_layers):
             t = table[layer]
             out_c, out_h, out_w, n_off = t[17], t[18], t[19], t[20]
-            n_neurons = out_c * out_h * out_w
-            for i in range(n_off, n_off + n_neurons):
-                acc[i] = 0.0
+            # (the currents are zero here: the LIF loop below clears each one it reads)
             # 2a. feed-forward: the listed inputs of this step
             if layer == 0 and t[32] == 1:
                 for k in range(n_in):
@@ -201,42 +199,43 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
             reset, timing, scaled = t[29], t[30], t[31]
             ff_bias, rec_bias = t[21], t[28]
             n_new = 0
-            for k in range(n_neurons):
-                i = n_off + k
-                c = k % out_c
-                total = acc[i] + biases[ff_bias + c]
-                if rec_active:
-                    total += biases[rec_bias + c]
-                current = np.float32(total)
-                if scaled == 1:
-                    current = current * input_scale[i]
-                v_prev = v[b, i]
-                s_prev = s[b, i]
-                bt = beta[i]
-                thr = threshold[i]
-                if timing == 0:  # delayed: the reset decided at t-1 applied before the compare
-                    if reset == 0:
-                        vv = (bt * v_prev + current) - s_prev * thr
-                    elif reset == 1:
-                        vv = (bt * (np.float32(1.0) - s_prev)) * v_prev + current
+            for pos in range(out_h * out_w):
+                for c in range(out_c):
+                    i = n_off + pos * out_c + c
+                    total = acc[i] + biases[ff_bias + c]
+                    acc[i] = 0.0
+                    if rec_active:
+                        total += biases[rec_bias + c]
+                    current = np.float32(total)
+                    if scaled == 1:
+                        current = current * input_scale[i]
+                    v_prev = v[b, i]
+                    s_prev = s[b, i]
+                    bt = beta[i]
+                    thr = threshold[i]
+                    if timing == 0:  # delayed: the reset decided at t-1 applied before the compare
+                        if reset == 0:
+                            vv = (bt * v_prev + current) - s_prev * thr
+                        elif reset == 1:
+                            vv = (bt * (np.float32(1.0) - s_prev)) * v_prev + current
+                        else:
+                            vv = bt * v_prev + current
+                        spike = vv > thr
                     else:
                         vv = bt * v_prev + current
-                    spike = vv > thr
-                else:
-                    vv = bt * v_prev + current
-                    spike = vv > thr
+                        spike = vv > thr
+                        if spike:
+                            if reset == 0:
+                                vv = vv - thr
+                            elif reset == 1:
+                                vv = np.float32(0.0)
+                    v[b, i] = vv
                     if spike:
-                        if reset == 0:
-                            vv = vv - thr
-                        elif reset == 1:
-                            vv = np.float32(0.0)
-                v[b, i] = vv
-                if spike:
-                    s[b, i] = 1.0
-                    spike_list[b, n_off + n_new] = i
-                    n_new += 1
-                else:
-                    s[b, i] = 0.0
+                        s[b, i] = 1.0
+                        spike_list[b, n_off + n_new] = i
+                        n_new += 1
+                    else:
+                        s[b, i] = 0.0
             n_spikes[b, layer] = n_new
             counts[b, layer] += n_new
         steps[b] += 1
@@ -386,12 +385,13 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
 def backbone_step(spikes, real, window, lookahead, ring, ring_list, ring_n, head_ref, mark, stamp, counters,
                   proj_w_t, proj_b, norm_w, norm_b, in_w_t, conv_w, x_proj_w_t, dt_w_t, dt_b, A, D, out_w_t,
                   final_norm_w, final_norm_b, cls_w_t, cls_b, no_bias, conv_state, ssm_state, feature_sum,
-                  scratch, exp_scratch, acc, hidden, normed, layer_out, logits):
+                  scratch, exp_scratch, new_list, acc, hidden, normed, layer_out, logits):
     """One push of flattened spikes (B, F) through interface, Mamba layers and head.
 
     ring (B, window-1, F) holds the previous frames, slot `head_ref[0]` the oldest;
     ring_list / ring_n their non-zero features; counters = [count, received, pushed] (shared
-    by the batch, as in BackboneState). Layer weights are stacked on a leading layer axis.
+    by the batch, as in BackboneState); new_list (F,) int32 scratch. Layer weights are stacked
+    on a leading layer axis.
     logits (B, classes) receives the anytime logits.
     """
     batch, n_features = spikes.shape
@@ -404,23 +404,20 @@ def backbone_step(spikes, real, window, lookahead, ring, ring_list, ring_n, head
         counters[1] += 1
     advance = counters[2] > lookahead
     for b in range(batch):
+        n_new = 0
+        for f in range(n_features):
+            if spikes[b, f] != 0.0:
+                new_list[n_new] = f
+                n_new += 1
         # interface + input projection: a gather over the features active in the window
         if advance:
             stamp[0] += 1
             for d in range(d_model):
                 acc[d] = 0.0
             for pass_ in range(slots + 1):
-                if pass_ < slots:
-                    n_active = ring_n[b, pass_]
-                else:
-                    n_active = n_features
+                n_active = ring_n[b, pass_] if pass_ < slots else n_new
                 for k in range(n_active):
-                    if pass_ < slots:
-                        f = ring_list[b, pass_, k]
-                    else:
-                        f = k
-                        if spikes[b, f] == 0.0:
-                            continue
+                    f = ring_list[b, pass_, k] if pass_ < slots else new_list[k]
                     if mark[b, f] == stamp[0]:
                         continue
                     mark[b, f] = stamp[0]
@@ -443,15 +440,14 @@ def backbone_step(spikes, real, window, lookahead, ring, ring_list, ring_n, head
                     hidden[d] = hidden[d] + layer_out[d]
             for d in range(d_model):
                 feature_sum[b, d] = feature_sum[b, d] + hidden[d]
-        # the new frame replaces the oldest slot
+        # the new frame replaces the oldest slot: clear that slot's entries, write the new ones
         if slots > 0:
-            n_new = 0
-            for f in range(n_features):
-                value = spikes[b, f]
-                ring[b, head, f] = value
-                if value != 0.0:
-                    ring_list[b, head, n_new] = f
-                    n_new += 1
+            for k in range(ring_n[b, head]):
+                ring[b, head, ring_list[b, head, k]] = 0.0
+            for k in range(n_new):
+                f = new_list[k]
+                ring[b, head, f] = spikes[b, f]
+                ring_list[b, head, k] = f
             ring_n[b, head] = n_new
     if advance:
         counters[0] += 1
