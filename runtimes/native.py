@@ -162,7 +162,6 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
                    psw=psw, out_c=out_c, out_h=out_h, out_w=out_w, n_off=n_off, ff_bias_off=b_off,
                    rec=0, rkh=1, rkw=1, rph=0, rpw=0, rw_off=0, rec_bias_off=0,
                    reset=kernels.RESET_CODES[parameters.reset], timing=kernels.TIMING_CODES[parameters.reset_timing],
-                   scaled=int(not (isinstance(input_scale, float) and input_scale == 1.0)),
                    fold=0, fold_off=0, fdy0=0, fdx0=0, fny=1, fnx=1)
         # floor pooling with kernel == stride after a stride-1 conv: a conv output that does not
         # exist (beyond the padding) falls outside the pooled map too, so the folded scatter is exact

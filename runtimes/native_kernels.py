@@ -57,7 +57,7 @@ FIELDS = (
     "n_off",                            # neuron offset (membranes, spikes, currents, parameters)
     "ff_bias_off",                      # float64 blob: per-channel feed-forward bias (pool-folded)
     "rec", "rkh", "rkw", "rph", "rpw", "rw_off", "rec_bias_off",  # recurrent conv (0/1) of this layer
-    "reset", "timing", "scaled",        # reset 0 subtract 1 zero 2 none; timing 0 delayed 1 immediate; input scale
+    "reset", "timing",                  # reset 0 subtract 1 zero 2 none; timing 0 delayed 1 immediate
     "fold", "fold_off", "fdy0", "fdx0", "fny", "fnx",  # conv+pool folded per input phase (see compile_frontend)
 )
 F = {name: i for i, name in enumerate(FIELDS)}
@@ -74,16 +74,26 @@ def _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, value, weights, w_off, kh
     """One input (c, y, x) with `value` -> the float64 currents of every output it reaches."""
     for ky in range(kh):
         ny = y + ph - ky
-        if ny < 0 or ny % sh != 0:
+        if ny < 0:
             continue
-        oy = ny // sh
+        if sh == 1:  # no integer division on the common path
+            oy = ny
+        elif ny % sh != 0:
+            continue
+        else:
+            oy = ny // sh
         if oy >= conv_h:
             continue
         for kx in range(kw):
             nx = x + pw - kx
-            if nx < 0 or nx % sw != 0:
+            if nx < 0:
                 continue
-            ox = nx // sw
+            if sw == 1:
+                ox = nx
+            elif nx % sw != 0:
+                continue
+            else:
+                ox = nx // sw
             if ox >= conv_w:
                 continue
             wbase = w_off + ((c * kh + ky) * kw + kx) * out_c
@@ -161,11 +171,11 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
             out_c, out_h, out_w, n_off = t[17], t[18], t[19], t[20]
             # (the currents are zero here: the LIF loop below clears each one it reads)
             # 2a. feed-forward: the listed inputs of this step
-            if layer == 0 and t[32] == 1:
+            if layer == 0 and t[31] == 1:
                 for k in range(n_in):
                     _scatter_folded(acc, n_off, out_h, out_w, out_c, int(in_list[k, 0]), int(in_list[k, 1]),
-                                    int(in_list[k, 2]), in_list[k, 3], folded, reach, t[33], t[15], t[16], t[34],
-                                    t[35], t[36], t[37])
+                                    int(in_list[k, 2]), in_list[k, 3], folded, reach, t[32], t[15], t[16], t[33],
+                                    t[34], t[35], t[36])
             elif layer == 0:
                 for k in range(n_in):
                     _scatter(acc, n_off, out_h, out_w, out_c, int(in_list[k, 0]), int(in_list[k, 1]),
@@ -176,12 +186,13 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
                 p_c, p_w, p_off = p[17], p[19], p[20]
                 for k in range(n_spikes[b, layer - 1]):
                     flat = spike_list[b, p_off + k] - p_off
-                    c = flat % p_c
-                    y = flat // p_c // p_w
-                    x = flat // p_c % p_w
-                    if t[32] == 1:
-                        _scatter_folded(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, folded, reach, t[33], t[15],
-                                        t[16], t[34], t[35], t[36], t[37])
+                    pos = flat // p_c
+                    c = flat - pos * p_c
+                    y = pos // p_w
+                    x = pos - y * p_w
+                    if t[31] == 1:
+                        _scatter_folded(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, folded, reach, t[32], t[15],
+                                        t[16], t[33], t[34], t[35], t[36])
                         continue
                     _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, weights, t[11], t[5], t[6], t[7],
                              t[8], t[9], t[10], t[3], t[4], t[12], t[13], t[14], t[15], t[16])
@@ -190,52 +201,46 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
             if rec_active:
                 for k in range(n_spikes[b, layer]):
                     flat = spike_list[b, n_off + k] - n_off
-                    c = flat % out_c
-                    y = flat // out_c // out_w
-                    x = flat // out_c % out_w
+                    pos = flat // out_c
+                    c = flat - pos * out_c
+                    y = pos // out_w
+                    x = pos - y * out_w
                     _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, weights, t[27], t[23], t[24], 1, 1,
                              t[25], t[26], out_h, out_w, 0, 1, 1, 1, 1)
-            # 3. LIF, float32, the reference's operation order
-            reset, timing, scaled = t[29], t[30], t[31]
+            # 3. LIF, float32, the reference's operation order. Every variant is one branch-free
+            # formula whose unused terms are exact identities (x * 1, x - 0), so the loop vectorises:
+            #   v = (beta * (1 - zd*s_prev)) * v_prev + I - (md*s_prev) * thr   (delayed zero / subtract)
+            #   s = v > thr;  v = v - (mi*s) * thr;  v = v * (1 - zi*s)          (immediate subtract / zero)
+            reset, timing = t[29], t[30]
+            one = np.float32(1.0)
+            zd = one if timing == 0 and reset == 1 else np.float32(0.0)
+            md = one if timing == 0 and reset == 0 else np.float32(0.0)
+            zi = one if timing == 1 and reset == 1 else np.float32(0.0)
+            mi = one if timing == 1 and reset == 0 else np.float32(0.0)
             ff_bias, rec_bias = t[21], t[28]
-            n_new = 0
+            rec_on = 1.0 if rec_active else 0.0
+            v_b, s_b = v[b], s[b]
+            ff_b = biases[ff_bias:ff_bias + out_c]
+            rec_b = biases[rec_bias:rec_bias + out_c]
             for pos in range(out_h * out_w):
+                base = n_off + pos * out_c
                 for c in range(out_c):
-                    i = n_off + pos * out_c + c
-                    total = acc[i] + biases[ff_bias + c]
+                    i = base + c
+                    total = (acc[i] + ff_b[c]) + rec_on * rec_b[c]
                     acc[i] = 0.0
-                    if rec_active:
-                        total += biases[rec_bias + c]
-                    current = np.float32(total)
-                    if scaled == 1:
-                        current = current * input_scale[i]
-                    v_prev = v[b, i]
-                    s_prev = s[b, i]
-                    bt = beta[i]
+                    current = np.float32(total) * input_scale[i]
+                    s_prev = s_b[i]
                     thr = threshold[i]
-                    if timing == 0:  # delayed: the reset decided at t-1 applied before the compare
-                        if reset == 0:
-                            vv = (bt * v_prev + current) - s_prev * thr
-                        elif reset == 1:
-                            vv = (bt * (np.float32(1.0) - s_prev)) * v_prev + current
-                        else:
-                            vv = bt * v_prev + current
-                        spike = vv > thr
-                    else:
-                        vv = bt * v_prev + current
-                        spike = vv > thr
-                        if spike:
-                            if reset == 0:
-                                vv = vv - thr
-                            elif reset == 1:
-                                vv = np.float32(0.0)
-                    v[b, i] = vv
-                    if spike:
-                        s[b, i] = 1.0
-                        spike_list[b, n_off + n_new] = i
-                        n_new += 1
-                    else:
-                        s[b, i] = 0.0
+                    vv = (beta[i] * (one - zd * s_prev)) * v_b[i] + current - (md * s_prev) * thr
+                    spike = np.float32(vv > thr)
+                    vv = vv - (mi * spike) * thr
+                    v_b[i] = vv * (one - zi * spike)
+                    s_b[i] = spike
+            n_new = 0
+            for i in range(n_off, n_off + out_c * out_h * out_w):
+                if s_b[i] != 0.0:
+                    spike_list[b, n_off + n_new] = i
+                    n_new += 1
             n_spikes[b, layer] = n_new
             counts[b, layer] += n_new
         steps[b] += 1
