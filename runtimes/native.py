@@ -29,12 +29,13 @@ import nir
 import numpy as np
 import torch
 
+from neurodeploy.formats.nir_frontend import (UnsupportedGraphError, frontend_chain, graph_dt, load_graph,
+                                              neuron_names, neuron_parameters)
 from neurodeploy.model.mamba import Mamba, MambaState
 from neurodeploy.model.mamba_spike.interface import InterfaceState
 from neurodeploy.model.mamba_spike.model import BackboneState, MambaSpike
 from neurodeploy.runtimes import native_kernels as kernels
-from neurodeploy.runtimes.nir import (NEURON_TYPES, UnsupportedGraphError, _load, graph_dt, neuron_names,
-                                      neuron_parameters)
+from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
 
 GATES = {"silu": kernels.GATE_SILU, "none": kernels.GATE_NONE, "norm_silu": kernels.GATE_NORM_SILU}
 _NO_BIAS = np.zeros(0, np.float32)
@@ -60,10 +61,6 @@ def _conv_geometry(name: str, node: nir.Conv2d) -> tuple[tuple[int, int], tuple[
         raise UnsupportedGraphError(f"node {name!r}: groups {node.groups}, dilation {node.dilation}; the native runtime "
                                     "scatters dense convs only (groups 1, dilation 1); use --frontend nir")
     return tuple(np.asarray(node.weight).shape[2:]), _pair(node.stride), _pair(node.padding)
-
-
-def _successors(graph: nir.NIRGraph, name: str) -> list[str]:
-    return [dst for src, dst in graph.edges if src == name]
 
 
 def _fold_conv_pool(weight: np.ndarray, pool: str, pad: tuple[int, int], stride: tuple[int, int]):
@@ -110,27 +107,16 @@ class _Program:
 
 
 def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program, tuple[str, ...]]:
-    """Walk the chain input -> (conv -> [pool] -> neuron [<-> rec]) x n -> [flatten] -> output."""
-    inputs = [name for name, node in graph.nodes.items() if isinstance(node, nir.Input)]
-    if len(inputs) != 1:
-        raise UnsupportedGraphError(f"the graph has {len(inputs)} Input nodes; the native runtime runs a single-input chain")
-    in_shape = tuple(int(d) for d in graph.nodes[inputs[0]].input_type["input"])
+    """The layer table of the chain input -> (conv -> [pool] -> neuron [<-> rec]) x n (`frontend_chain`)."""
+    input_name, chain = frontend_chain(graph)
+    in_shape = tuple(int(d) for d in graph.nodes[input_name].input_type["input"])
     if len(in_shape) != 3:
-        raise UnsupportedGraphError(f"input {inputs[0]!r} of shape {in_shape}; expected (C, H, W) event counts")
+        raise UnsupportedGraphError(f"input {input_name!r} of shape {in_shape}; expected (C, H, W) event counts")
     rows, weights, folds, reaches, biases, betas, thresholds, scales, shapes, names = ([] for _ in range(10))
     w_off = b_off = n_off = f_off = 0
-    current, shape = inputs[0], in_shape
-    while True:
-        nxt = [n for n in _successors(graph, current) if "recurrent_of" not in graph.nodes[n].metadata]
-        if len(nxt) != 1:
-            raise UnsupportedGraphError(f"node {current!r} feeds {nxt}; the native runtime runs a chain of layers")
-        name = nxt[0]
-        node = graph.nodes[name]
-        if isinstance(node, (nir.Output, nir.Flatten)):
-            break
-        if not isinstance(node, nir.Conv2d):
-            raise UnsupportedGraphError(f"node {name!r} is a {type(node).__name__} where a Conv2d was expected (the native "
-                                        "runtime runs conv -> [pool] -> neuron layers); use --frontend nir")
+    shape = in_shape
+    for layer in chain:
+        name, node = layer.conv, graph.nodes[layer.conv]
         (kh, kw), (sh, sw), (ph, pw) = _conv_geometry(name, node)
         weight = np.asarray(node.weight, np.float32)
         out_c = weight.shape[0]
@@ -138,19 +124,14 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
             raise UnsupportedGraphError(f"node {name!r}: weight for {weight.shape[1]} input channels, fed {shape[0]}")
         conv_h, conv_w = (shape[1] + 2 * ph - kh) // sh + 1, (shape[2] + 2 * pw - kw) // sw + 1
         pool, (pkh, pkw), (psh, psw) = None, (1, 1), (1, 1)
-        after = _successors(graph, name)
-        if len(after) == 1 and isinstance(graph.nodes[after[0]], (nir.SumPool2d, nir.AvgPool2d)):
-            pool_name, pool_node = after[0], graph.nodes[after[0]]
+        if layer.pool is not None:
+            pool_node = graph.nodes[layer.pool]
             if np.any(np.asarray(pool_node.padding) != 0):
-                raise UnsupportedGraphError(f"node {pool_name!r}: pooling with padding is not implemented")
+                raise UnsupportedGraphError(f"node {layer.pool!r}: pooling with padding is not implemented")
             pool = "sum" if isinstance(pool_node, nir.SumPool2d) else "avg"
             (pkh, pkw), (psh, psw) = _pair(pool_node.kernel_size), _pair(pool_node.stride)
-            after = _successors(graph, pool_name)
         out_h, out_w = (conv_h - pkh) // psh + 1, (conv_w - pkw) // psw + 1
-        if len(after) != 1 or not isinstance(graph.nodes[after[0]], NEURON_TYPES):
-            raise UnsupportedGraphError(f"node {name!r} is followed by {after}; the native runtime needs a neuron after "
-                                        "each conv (and pooling)")
-        neuron_name = after[0]
+        neuron_name = layer.neuron
         parameters, input_scale = neuron_parameters(neuron_name, graph.nodes[neuron_name], dt_s)
         layer_shape = (out_c, out_h, out_w)
         n_neurons = out_c * out_h * out_w
@@ -176,12 +157,10 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
         w_off += weight.size
         biases.append(ff_bias)
         b_off += out_c
-        recurrent = [n for n in _successors(graph, neuron_name) if "recurrent_of" in graph.nodes[n].metadata]
-        if recurrent:
-            rec_name, rec = recurrent[0], graph.nodes[recurrent[0]]
+        if layer.recurrent is not None:
+            rec_name, rec = layer.recurrent, graph.nodes[layer.recurrent]
             meta = rec.metadata
-            if (meta.get("recurrent_of") != neuron_name or int(meta.get("delay_steps", 1)) != 1
-                    or int(meta.get("active_from_step", 1)) != 1 or _successors(graph, rec_name) != [neuron_name]):
+            if int(meta.get("delay_steps", 1)) != 1 or int(meta.get("active_from_step", 1)) != 1:
                 raise UnsupportedGraphError(f"node {rec_name!r}: a recurrent conv must read and feed {neuron_name!r} with "
                                             "delay_steps 1, active_from_step 1")
             (rkh, rkw), (rsh, rsw), (rph, rpw) = _conv_geometry(rec_name, rec)
@@ -201,9 +180,7 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
         shapes.append(layer_shape)
         names.append(neuron_name)
         n_off += n_neurons
-        current, shape = neuron_name, layer_shape
-    if not rows:
-        raise UnsupportedGraphError("the graph has no conv -> neuron layer")
+        shape = layer_shape
     declared = neuron_names(graph)
     if tuple(names) != tuple(declared):
         raise UnsupportedGraphError(f"the chain reaches neurons {names}, the graph declares {list(declared)}")
@@ -214,13 +191,19 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
     return program, tuple(names)
 
 
-class NativeFrontendRuntime:
-    """FrontendRuntime over `native_kernels.frontend_step` (see the module docstring)."""
+class NativeFrontendRuntime(FrontendRuntime):
+    """FrontendRuntime over `native_kernels.frontend_step` (see the module docstring).
+
+    `layer_spikes` is built on request from the spike arrays and `spike_counts` is counted by
+    the kernel, so a step does no per-layer bookkeeping in Python. `get_state()` returns a
+    dict of copies of the membranes, spikes and counters; `set_state` continues from one.
+    """
 
     def __init__(self, graph: nir.NIRGraph | str | Path, *, dt_s: float | None = None):
-        self.graph = _load(graph)
+        self.graph = load_graph(graph)
         self.dt_s = graph_dt(self.graph, dt_s)
         self.program, self.layer_names = compile_frontend(self.graph, self.dt_s)
+        self.output_shape = self.program.shapes[-1]
         self._n_neurons = int(self.program.beta.size)
         in_c, in_h, in_w = self.program.input_shape
         self._in_list = np.zeros((in_c * in_h * in_w, 4), np.float64)
@@ -229,13 +212,13 @@ class NativeFrontendRuntime:
 
     def reset(self, batch: int) -> None:
         n, layers = self._n_neurons, len(self.layer_names)
-        self._batch = batch
+        self._start_sample(batch)
         self._v = np.zeros((batch, n), np.float32)
         self._s = np.zeros((batch, n), np.float32)
         self._spike_list = np.zeros((batch, n), np.int32)
         self._n_spikes = np.zeros((batch, layers), np.int64)
         self._steps = np.zeros(batch, np.int64)
-        self._counts = np.zeros((batch, layers), np.int64)
+        self._spike_totals = np.zeros((batch, layers), np.int64)
         self._out = np.zeros((batch, *self.program.shapes[-1]), np.float32)
         self._out_tensor = torch.from_numpy(self._out)
 
@@ -254,7 +237,7 @@ class NativeFrontendRuntime:
         p = self.program
         kernels.frontend_step(array, p.table, p.weights, p.folded, p.reach, p.biases, p.beta, p.threshold, p.input_scale, self._v,
                               self._s, self._spike_list, self._n_spikes, self._acc, self._in_list, self._steps,
-                              self._counts, self._out)
+                              self._spike_totals, self._out)
         return self._out_tensor
 
     def run(self, frames: torch.Tensor) -> torch.Tensor:
@@ -273,7 +256,17 @@ class NativeFrontendRuntime:
 
     @property
     def spike_counts(self) -> dict[str, int]:
-        return {name: int(n) for name, n in zip(self.layer_names, self._counts.sum(axis=0))}
+        return {name: int(n) for name, n in zip(self.layer_names, self._spike_totals.sum(axis=0))}
+
+    _STATE = ("_v", "_s", "_spike_list", "_n_spikes", "_steps", "_spike_totals")
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name).copy() for name in self._STATE}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.reset(state["_v"].shape[0])
+        for name in self._STATE:
+            getattr(self, name)[...] = state[name]
 
 
 # -- the generic Mamba layer step ------------------------------------------------------------
@@ -374,7 +367,7 @@ def mamba_layer_step(weights: MambaLayerWeights, conv_state: np.ndarray, ssm_sta
 
 
 # -- the fused Mamba-Spike backbone ----------------------------------------------------------
-class NativeBackboneRuntime:
+class NativeBackboneRuntime(BackboneRuntime):
     """BackboneRuntime of a `MambaSpike`, one `native_kernels.backbone_step` call per step."""
 
     def __init__(self, model: MambaSpike):

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from neurodeploy.exporters.nir import export_frontend
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
 from neurodeploy.model.mamba import Mamba
-from neurodeploy.runtimes.frontend_runtime import BackboneRuntime, FrontendRuntime
+from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
 from neurodeploy.runtimes.native import (MambaLayerWeights, NativeBackboneRuntime, NativeFrontendRuntime,
                                          mamba_layer_step)
-from neurodeploy.runtimes.nir import UnsupportedGraphError
+from neurodeploy.formats.nir_frontend import UnsupportedGraphError
 from neurodeploy.runtimes.torch import TorchBackboneRuntime, TorchFrontendRuntime
 
 SMALL = dict(input_height=16, input_width=16, conv_channels=8, spiking_channels=8, d_model=16, n_layers=2, d_state=4)
