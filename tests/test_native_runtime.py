@@ -176,3 +176,20 @@ def test_mamba_layer_step_equals_the_model_step_without_biases():
         got = mamba_layer_step(weights, conv_state, ssm_state, x[0].numpy())
         assert np.abs(got - want[0].numpy()).max() <= 1e-5
     assert np.abs(ssm_state - state.ssm_state[0].numpy()).max() <= 1e-5
+
+
+def test_mamba_layer_step_reads_the_biases_of_a_module_built_with_them():
+    torch.manual_seed(6)
+    layer = Mamba(24, d_state=8, conv_bias=True, bias=True)
+    with torch.no_grad():
+        layer.in_proj.bias.normal_(0, 0.1)
+        layer.out_proj.bias.normal_(0, 0.1)
+    state = layer.initial_state(2)
+    conv_state, ssm_state = np.zeros((2, 48, 4), np.float32), np.zeros((2, 48, 8), np.float32)
+    weights = MambaLayerWeights.from_module(layer)
+    assert weights.conv_bias is not None and weights.in_proj_bias is not None and weights.out_proj_bias is not None
+    for _ in range(6):
+        x = torch.randn(2, 24)
+        with torch.no_grad():
+            want, state = layer.step(x, state)
+        assert np.abs(mamba_layer_step(weights, conv_state, ssm_state, x.numpy()) - want.numpy()).max() <= 1e-5
