@@ -141,6 +141,33 @@ def _scatter_folded(acc, n_off, out_h, out_w, out_c, c, y, x, value, folded, rea
 
 
 @njit(cache=True)
+def _lif_layer(acc, ff_bias, rec_bias, rec_on, input_scale, beta, threshold, v, s, spike_list, n_off, n_pos, out_c,
+               zd, md, zi, mi):
+    """One LIF layer of one stream: update every neuron, then list the ones that spiked."""
+    one = np.float32(1.0)
+    for pos in range(n_pos):
+        base = n_off + pos * out_c
+        for c in range(out_c):
+            i = base + c
+            total = (acc[i] + ff_bias[c]) + rec_on * rec_bias[c]
+            acc[i] = 0.0
+            current = np.float32(total) * input_scale[i]
+            s_prev = s[i]
+            thr = threshold[i]
+            vv = (beta[i] * (one - zd * s_prev)) * v[i] + current - (md * s_prev) * thr
+            spike = np.float32(vv > thr)
+            vv = vv - (mi * spike) * thr
+            v[i] = vv * (one - zi * spike)
+            s[i] = spike
+    n_new = 0
+    for i in range(n_off, n_off + n_pos * out_c):
+        if s[i] != 0.0:
+            spike_list[n_off + n_new] = i
+            n_new += 1
+    return n_new
+
+
+@njit(cache=True)
 def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold, input_scale, v, s, spike_list, n_spikes,
                   acc, in_list, steps, counts, out):
     """One time step of a batch of streams.
@@ -208,7 +235,7 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
                     _scatter(acc, n_off, out_h, out_w, out_c, c, y, x, 1.0, weights, t[27], t[23], t[24], 1, 1,
                              t[25], t[26], out_h, out_w, 0, 1, 1, 1, 1)
             # 3. LIF, float32, the reference's operation order. Every variant is one branch-free
-            # formula whose unused terms are exact identities (x * 1, x - 0), so the loop vectorises:
+            # formula whose unused terms are exact identities (x * 1, x - 0):
             #   v = (beta * (1 - zd*s_prev)) * v_prev + I - (md*s_prev) * thr   (delayed zero / subtract)
             #   s = v > thr;  v = v - (mi*s) * thr;  v = v * (1 - zi*s)          (immediate subtract / zero)
             reset, timing = t[29], t[30]
@@ -219,28 +246,9 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
             mi = one if timing == 1 and reset == 0 else np.float32(0.0)
             ff_bias, rec_bias = t[21], t[28]
             rec_on = 1.0 if rec_active else 0.0
-            v_b, s_b = v[b], s[b]
-            ff_b = biases[ff_bias:ff_bias + out_c]
-            rec_b = biases[rec_bias:rec_bias + out_c]
-            for pos in range(out_h * out_w):
-                base = n_off + pos * out_c
-                for c in range(out_c):
-                    i = base + c
-                    total = (acc[i] + ff_b[c]) + rec_on * rec_b[c]
-                    acc[i] = 0.0
-                    current = np.float32(total) * input_scale[i]
-                    s_prev = s_b[i]
-                    thr = threshold[i]
-                    vv = (beta[i] * (one - zd * s_prev)) * v_b[i] + current - (md * s_prev) * thr
-                    spike = np.float32(vv > thr)
-                    vv = vv - (mi * spike) * thr
-                    v_b[i] = vv * (one - zi * spike)
-                    s_b[i] = spike
-            n_new = 0
-            for i in range(n_off, n_off + out_c * out_h * out_w):
-                if s_b[i] != 0.0:
-                    spike_list[b, n_off + n_new] = i
-                    n_new += 1
+            n_new = _lif_layer(acc, biases[ff_bias:ff_bias + out_c], biases[rec_bias:rec_bias + out_c], rec_on,
+                               input_scale, beta, threshold, v[b], s[b], spike_list[b], n_off, out_h * out_w, out_c,
+                               zd, md, zi, mi)
             n_spikes[b, layer] = n_new
             counts[b, layer] += n_new
         steps[b] += 1
