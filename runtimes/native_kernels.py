@@ -5,10 +5,12 @@ hundred thousand dense ones, so the cost that matters is the per-call overhead, 
 torch pay microseconds per operator. numba compiles these loops to machine code at first
 use, from wheels (no compiler at install time), works with numpy < 2, and keeps the kernels
 readable Python; a hand-written C extension would need a compiler in `scripts/setup.sh` for
-the same loops. Kernels are compiled with `cache=True` (the first import compiles once,
-later processes load the cached machine code) and without `fastmath`, so float32 sums are
-neither reassociated nor contracted into fused multiply-adds: the membrane arithmetic then
-rounds exactly as the torch reference does.
+the same loops. Kernels are compiled with `cache=True`: the first use compiles them once
+(about 20 s on the 2-core development machine under load), later processes load the cached
+machine code from `__pycache__` (or `NUMBA_CACHE_DIR`) in well under a second. The front-end
+kernels use no `fastmath`, so float32 operations are neither reassociated nor contracted into
+fused multiply-adds: the membrane arithmetic rounds exactly as the torch reference does. Only
+the backbone's matrix-vector products allow contraction (its logits are compared to 1e-5).
 
 Front-end program (`frontend_step`). A NIR front-end is a chain of layers, each
 `conv -> [pool] -> LIF [<- recurrent conv <- the same LIF, one step late]`. Every layer is
