@@ -1,6 +1,6 @@
 """Streaming latency of the whole pipeline at batch 1, one thread, 1 ms bins, in one run.
 
-    .venv/bin/python benchmarks/streaming.py [--steps 2000] [--gesture-steps 200] [--soak-steps 0]
+    .venv/bin/python benchmarks/streaming.py [--steps 2000] [--gesture-steps 200] [--chunk 10] [--soak-steps 0]
 
 Configs (deployable settings: sum pooling, zero reset, immediate, causal interface):
   nmnist    N-MNIST sizes (34x34, 2->32->32->64 front-end, d_model 128, 4 Mamba layers)
@@ -18,6 +18,8 @@ Timed per bin, in the same run:
   torch+ORT        torch front-end step + onnxruntime step graph, before (`tuned=False`:
                    session.run, default options) and after (I/O binding, tuned options)
   ORT step alone   the step graph on precomputed spikes, before and after
+  ORT chunk alone  one chunk-graph call per `--chunk` bins of precomputed spikes (latency per
+                   bin: the call's time divided by the bins it carried)
   native           NativeFrontendRuntime + NativeBackboneRuntime, and each half alone
 Beside each: the dense FLOPs of a step (2 x the multiply-accumulates a dense evaluation of
 the front-end and backbone performs) and the dense-equivalent throughput that latency means.
@@ -38,7 +40,7 @@ import torch
 from neurodeploy.events.binning import to_frames_dt
 from neurodeploy.events.synthetic import make_gesture_like, make_nmnist_like
 from neurodeploy.exporters.nir import export_frontend
-from neurodeploy.exporters.onnx import export_backbone_step
+from neurodeploy.exporters.onnx import export_backbone_chunk, export_backbone_step
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
 from neurodeploy.runtimes.native import NativeBackboneRuntime, NativeFrontendRuntime
 from neurodeploy.runtimes.onnxruntime import OnnxBackboneRuntime
@@ -112,13 +114,16 @@ def timed(fn, inputs) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def bench(name: str, steps: int, activity: str, tmp: Path) -> dict[str, tuple[float, float, float]]:
+def bench(name: str, steps: int, activity: str, tmp: Path, chunk: int) -> dict[str, tuple[float, float, float]]:
     model = build(name, activity)
     c = model.config
     frames = event_frames(name, steps)
     steps = frames.shape[0]
     step_path = tmp / f"{name}_step.onnx"
     export_backbone_step(model, step_path, dt=1e-3)
+    chunk_path = tmp / f"{name}_chunk.onnx"
+    export_backbone_chunk(model, chunk_path, dt=1e-3)
+    ort_chunk = OnnxBackboneRuntime(chunk=chunk_path)
     graph = export_frontend(model, 1e-3)
     ort_before = OnnxBackboneRuntime(step=step_path, tuned=False)
     ort_after = OnnxBackboneRuntime(step=step_path)
@@ -143,6 +148,10 @@ def bench(name: str, steps: int, activity: str, tmp: Path) -> dict[str, tuple[fl
         for label, backbone in (("before", ort_before), ("after", ort_after)):
             backbone.reset(1)
             results[f"ORT step alone {label}"] = percentiles(timed(backbone.step, spikes))
+        ort_chunk.reset(1)
+        packets = [spikes[t0:t0 + chunk].transpose(0, 1) for t0 in range(0, steps - chunk + 1, chunk)]
+        wall, cpu = timed(ort_chunk.push, packets)
+        results[f"ORT chunk ({chunk}) alone"] = percentiles(([w / chunk for w in wall], [c / chunk for c in cpu]))
         native_frontend.reset(1)
         native_backbone.reset(1)
         results["native"] = percentiles(timed(lambda f: native_backbone.step(native_frontend.step(f)), frames))
@@ -156,7 +165,8 @@ def bench(name: str, steps: int, activity: str, tmp: Path) -> dict[str, tuple[fl
 
     fe_macs, be_macs = dense_macs(c)
     flops = {"eager": fe_macs + be_macs, "torch+ORT before": fe_macs + be_macs, "torch+ORT after": fe_macs + be_macs,
-             "ORT step alone before": be_macs, "ORT step alone after": be_macs, "native": fe_macs + be_macs,
+             "ORT step alone before": be_macs, "ORT step alone after": be_macs, f"ORT chunk ({chunk}) alone": be_macs,
+             "native": fe_macs + be_macs,
              "native front-end alone": fe_macs, "native backbone alone": be_macs}
     events = float((frames != 0).sum()) / steps
     print(f"\n{name}: {c.input_height}x{c.input_width}, conv {c.conv_channels}, spiking {c.spiking_channels}, d_model "
@@ -205,6 +215,7 @@ def main() -> None:
     parser.add_argument("--gesture-steps", type=int, default=200, help="bins timed for the 128x128 config")
     parser.add_argument("--configs", default="nmnist,v2,gesture")
     parser.add_argument("--activity", choices=["sparse", "dense"], default="sparse")
+    parser.add_argument("--chunk", type=int, default=10, help="bins per onnxruntime chunk-graph call")
     parser.add_argument("--soak-steps", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (batch 1: 1 is fastest)")
     args = parser.parse_args()
@@ -213,7 +224,7 @@ def main() -> None:
           f"single-threaded; {os.cpu_count()} CPUs, load average at start {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.configs.split(","):
-            bench(name, args.gesture_steps if name == "gesture" else args.steps, args.activity, Path(tmp))
+            bench(name, args.gesture_steps if name == "gesture" else args.steps, args.activity, Path(tmp), args.chunk)
     print(f"\nload average at end {os.getloadavg()}")
     print("targets: native p50 <= 100 us, p99 <= 300 us, >= 10x torch+ORT; ORT step graph alone p50 <= 150 us")
     if args.soak_steps:
