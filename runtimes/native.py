@@ -392,7 +392,6 @@ class NativeBackboneRuntime(BackboneRuntime):
         self._hidden = np.zeros(c.d_model, np.float32)
         self._normed = np.zeros(c.d_model, np.float32)
         self._layer_out = np.zeros(c.d_model, np.float32)
-        self._stamp = np.zeros(1, np.int64)
         self._new_list = np.zeros(c.spike_features, np.int32)
         self.reset(1)
 
@@ -409,8 +408,7 @@ class NativeBackboneRuntime(BackboneRuntime):
         self._ring_list = np.zeros((batch, slots, c.spike_features), np.int32)
         self._ring_n = np.zeros((batch, slots), np.int64)
         self._head = np.zeros(1, np.int64)
-        self._mark = np.zeros((batch, c.spike_features), np.int64)
-        self._stamp[0] = 0
+        self._ring_sum = np.zeros((batch, c.d_model), np.float64)
         self._counters = np.zeros(3, np.int64)  # count, received, pushed
         self._conv_state = np.zeros((c.n_layers, batch, c.d_inner, c.d_conv), np.float32)
         self._ssm_state = np.zeros((c.n_layers, batch, c.d_inner, c.d_state), np.float32)
@@ -421,7 +419,7 @@ class NativeBackboneRuntime(BackboneRuntime):
     def _push(self, flat: np.ndarray, real: bool) -> torch.Tensor:
         w, c = self._weights, self.config
         kernels.backbone_step(flat, real, c.interface_window, c.lookahead, self._ring, self._ring_list, self._ring_n,
-                              self._head, self._mark, self._stamp, self._counters, w["proj_w_t"], w["proj_b"],
+                              self._head, self._ring_sum, self._counters, w["proj_w_t"], w["proj_b"],
                               w["norm_w"], w["norm_b"], w["in_w_t"], w["conv_w"], w["x_proj_w_t"], w["dt_w_t"],
                               w["dt_b"], w["A"], w["D"], w["out_w_t"], w["final_norm_w"], w["final_norm_b"],
                               w["cls_w_t"], w["cls_b"], w["no_bias"], self._conv_state, self._ssm_state,
@@ -484,6 +482,8 @@ class NativeBackboneRuntime(BackboneRuntime):
                 active = np.flatnonzero(ring[b, slot]).astype(np.int32)
                 self._ring_list[b, slot, :active.size] = active
                 self._ring_n[b, slot] = active.size
+        # the input projection's columns summed over the ring (float64: exact products)
+        self._ring_sum[...] = ring.astype(np.float64).sum(axis=1) @ self._weights["proj_w_t"].astype(np.float64)
         for i, layer in enumerate(state.layers):
             self._conv_state[i] = _f32(layer.conv_state)
             self._ssm_state[i] = _f32(layer.ssm_state)
