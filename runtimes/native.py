@@ -354,7 +354,7 @@ def mamba_layer_step(weights: MambaLayerWeights, conv_state: np.ndarray, ssm_sta
             raise ValueError(f"{name} of shape {state.shape} ({state.dtype}); expected C-contiguous float32 "
                              f"(..., {d_inner}, {width}) updated in place")
     scratch = np.empty(weights.scratch_size, np.float32)
-    exp_scratch = np.empty(2 * weights.A.size, np.float64)
+    exp_scratch = np.empty(2 * weights.A.size, np.float32)
     out_dim = args[9].shape[1]
     if x.ndim == 1:
         y = np.empty(out_dim, np.float32)
@@ -387,7 +387,7 @@ class NativeBackboneRuntime(BackboneRuntime):
             raise ValueError("the native backbone assumes LayerNorm eps 1e-5, as MambaSpike builds it")
         scratch = MambaLayerWeights.from_module(blocks[0].mamba).scratch_size
         self._scratch = np.zeros(scratch, np.float32)
-        self._exp_scratch = np.zeros(2 * c.d_inner * c.d_state, np.float64)
+        self._exp_scratch = np.zeros(2 * c.d_inner * c.d_state, np.float32)
         self._acc = np.zeros(c.d_model, np.float64)
         self._hidden = np.zeros(c.d_model, np.float32)
         self._normed = np.zeros(c.d_model, np.float32)

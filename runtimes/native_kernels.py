@@ -279,25 +279,27 @@ def _softplus(x):
 
 @njit(cache=True)
 def _exp_of_products(delta, A, out, exponent_bits):
-    """out[i*N + n] = exp(float32(delta[i] * A[i, n])) for the whole (Di, N) block, in float64.
+    """out[i*N + n] = exp(float32(delta[i] * A[i, n])) for the whole (Di, N) block, in float32.
 
     libm's expf is a call per element (about 25 ns here, 16k per step at the N-MNIST sizes);
-    this is Cody-Waite range reduction, a degree-10 Taylor polynomial on |r| <= ln2/2
-    (relative error < 1e-12, so float32(out) is the correctly rounded exp of the float32
-    product) and 2^k written into the exponent bits: plain arithmetic that vectorises.
+    this is Cody-Waite range reduction, a degree-7 Taylor polynomial on |r| <= ln2/2 and 2^k
+    written into the exponent bits: plain float32 arithmetic that vectorises (measured within
+    1.3 ulp of the exact exponential, as close as torch's own float32 exp). Arguments below
+    -87 (results below the smallest normal float32, which only ever multiply a state towards
+    zero) are taken as -87.
     """
     d_inner, d_state = A.shape
     for i in range(d_inner):
         for n in range(d_state):
             out[i * d_state + n] = delta[i] * A[i, n]  # the float32 product, as the reference rounds it
     for j in range(d_inner * d_state):
-        v = max(out[j], -700.0)
-        k = np.floor(v * 1.4426950408889634 + 0.5)
-        r = (v - k * 0.693145751953125) - k * 1.428606765330187e-06
-        out[j] = 1.0 + r * (1.0 + r * (0.5 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
-            1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r / 3628800)))))))))
-        exponent_bits[j] = (np.int64(k) + 1023) << 52
-    scale = exponent_bits.view(np.float64)
+        v = max(out[j], np.float32(-87.0))
+        k = np.floor(v * np.float32(1.4426950408889634) + np.float32(0.5))
+        r = (v - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
+        out[j] = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + r * (np.float32(1 / 6) + r * (
+            np.float32(1 / 24) + r * (np.float32(1 / 120) + r * (np.float32(1 / 720) + r * np.float32(1 / 5040)))))))
+        exponent_bits[j] = (np.int32(k) + 127) << 23
+    scale = exponent_bits.view(np.float32)
     for j in range(d_inner * d_state):
         out[j] *= scale[j]
 
@@ -341,7 +343,7 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
     """One token through one Mamba layer; conv_state (Di, K) and ssm_state (Di, N) updated in place.
 
     x (d,) -> y_out (d,). Absent biases are arrays of length 0. `scratch` is float32 of at
-    least 6*Di + R + 2N, `exp_scratch` float64 of 2*Di*N.
+    least 6*Di + R + 2N, `exp_scratch` float32 of 2*Di*N.
     """
     d_inner, d_conv = conv_w.shape
     d_state = A.shape[1]
@@ -373,12 +375,12 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
     for i in range(d_inner):
         delta[i] = _softplus(delta[i] + dt_b[i])
     decay = exp_scratch[:d_inner * d_state]
-    _exp_of_products(delta, A, decay, exp_scratch[d_inner * d_state:].view(np.int64))
+    _exp_of_products(delta, A, decay, exp_scratch[d_inner * d_state:].view(np.int32))
     for i in range(d_inner):
         dt_u = delta[i] * u[i]
         acc = np.float32(0.0)
         for n in range(d_state):
-            h = ssm_state[i, n] * np.float32(decay[i * d_state + n]) + dt_u * dbl[dt_rank + n]
+            h = ssm_state[i, n] * decay[i * d_state + n] + dt_u * dbl[dt_rank + n]
             ssm_state[i, n] = h
             acc += h * dbl[dt_rank + d_state + n]
         y[i] = acc + u[i] * D[i]
