@@ -42,6 +42,7 @@ from neurodeploy.events.synthetic import make_gesture_like, make_nmnist_like
 from neurodeploy.exporters.nir import export_frontend
 from neurodeploy.exporters.onnx import export_backbone_chunk, export_backbone_step
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
+from neurodeploy.realtime import real_time_factor_of_steps
 from neurodeploy.runtimes.native import NativeBackboneRuntime, NativeFrontendRuntime
 from neurodeploy.runtimes.onnxruntime import OnnxBackboneRuntime
 from neurodeploy.runtimes.torch import TorchFrontendRuntime
@@ -54,12 +55,14 @@ CONFIGS = {
 }
 
 
-def percentiles(times: tuple[list[float], list[float]]) -> tuple[float, float, float]:
-    """(wall p50, wall p99, this thread's CPU-time p50) in us: the CPU time leaves out the time the
+def percentiles(times: tuple[list[float], list[float]]) -> tuple[float, float, float, float]:
+    """(wall p50, wall p99, this thread's CPU-time p50) in us and the real-time factor at 1 ms bins
+    (`neurodeploy.realtime`: recorded / total wall time). The CPU time leaves out the time the
     process waited for a core, which on a shared machine is most of the wall-time tail."""
     wall, cpu = times
     p50, p99 = np.percentile(np.asarray(wall) * 1e6, [50, 99])
-    return float(p50), float(p99), float(np.percentile(np.asarray(cpu) * 1e6, 50))
+    return (float(p50), float(p99), float(np.percentile(np.asarray(cpu) * 1e6, 50)),
+            real_time_factor_of_steps(wall, 1e-3))
 
 
 def rss_mib() -> float:
@@ -114,7 +117,7 @@ def timed(fn, inputs) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def bench(name: str, steps: int, activity: str, tmp: Path, chunk: int) -> dict[str, tuple[float, float, float]]:
+def bench(name: str, steps: int, activity: str, tmp: Path, chunk: int) -> dict[str, tuple[float, float, float, float]]:
     model = build(name, activity)
     c = model.config
     frames = event_frames(name, steps)
@@ -129,7 +132,7 @@ def bench(name: str, steps: int, activity: str, tmp: Path, chunk: int) -> dict[s
     ort_after = OnnxBackboneRuntime(step=step_path)
     torch_frontend = TorchFrontendRuntime(model)
     native_frontend, native_backbone = NativeFrontendRuntime(graph), NativeBackboneRuntime(model)
-    results: dict[str, tuple[float, float, float]] = {}
+    results: dict[str, tuple[float, float, float, float]] = {}
     with torch.inference_mode():
         spikes = torch_frontend.run(frames.transpose(0, 1))[0].unsqueeze(1)  # (T, 1, C, H, W), the reference
         rates = {k: v / steps / int(np.prod(s.shape[1:])) for (k, v), s in
@@ -151,7 +154,8 @@ def bench(name: str, steps: int, activity: str, tmp: Path, chunk: int) -> dict[s
         ort_chunk.reset(1)
         packets = [spikes[t0:t0 + chunk].transpose(0, 1) for t0 in range(0, steps - chunk + 1, chunk)]
         wall, cpu = timed(ort_chunk.push, packets)
-        results[f"ORT chunk ({chunk}) alone"] = percentiles(([w / chunk for w in wall], [c / chunk for c in cpu]))
+        results[f"ORT chunk ({chunk}) alone"] = percentiles(([w / chunk for w in wall for _ in range(chunk)],
+                                                             [c / chunk for c in cpu for _ in range(chunk)]))
         native_frontend.reset(1)
         native_backbone.reset(1)
         results["native"] = percentiles(timed(lambda f: native_backbone.step(native_frontend.step(f)), frames))
@@ -174,9 +178,9 @@ def bench(name: str, steps: int, activity: str, tmp: Path, chunk: int) -> dict[s
           f"pixels per bin; firing {', '.join(f'{k} {100 * r:.1f}%' for k, r in rates.items())} ({activity})")
     print(f"  {'runtime':24s} {'p50 us':>8s} {'p99 us':>8s} {'cpu p50':>8s}  {'RTF':>5s}  {'dense MFLOP':>11s}  "
           f"{'dense-eq GFLOP/s':>16s}")
-    for label, (p50, p99, cpu) in results.items():
+    for label, (p50, p99, cpu, rtf) in results.items():
         dense = 2 * flops[label] / 1e6
-        print(f"  {label:24s} {p50:8.0f} {p99:8.0f} {cpu:8.0f}  {1e3 / p50:5.1f}  {dense:11.2f}  {dense / p50 * 1e3:16.1f}")
+        print(f"  {label:24s} {p50:8.0f} {p99:8.0f} {cpu:8.0f}  {rtf:5.1f}  {dense:11.2f}  {dense / p50 * 1e3:16.1f}")
     native, native_cpu = results["native"][0], results["native"][2]
     print(f"  native vs torch+ORT before: {results['torch+ORT before'][0] / native:.1f}x (cpu "
           f"{results['torch+ORT before'][2] / native_cpu:.1f}x), after: {results['torch+ORT after'][0] / native:.1f}x "
@@ -205,7 +209,7 @@ def soak(steps: int) -> None:
                 marks.append(rss_mib())
     wall = time.perf_counter() - start
     print(f"\nsoak: {steps} steps of the native pipeline (nmnist, frames replayed) in {wall:.1f} s, real-time factor "
-          f"{steps * 1e-3 / wall:.1f}; RSS in MiB every {every} steps:")
+          f"{real_time_factor_of_steps([wall], steps * 1e-3):.1f}; RSS in MiB every {every} steps:")
     print("  " + "  ".join(f"{m:.1f}" for m in marks), f"(growth {marks[-1] - marks[0]:+.2f} MiB)")
 
 
