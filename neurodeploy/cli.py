@@ -575,7 +575,8 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Steps timed at batch 1.")
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
               help="Batch for the throughput figure.")
-@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default="native", show_default=True)
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default=None,
+              show_default="native if the bundle has frontend.nir, else torch")
 @click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default="native", show_default=True)
 @json_option()
 def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str, as_json: bool) -> None:
@@ -589,6 +590,7 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str,
     from neurodeploy.verification import bench_bundle, bench_work
 
     bundle = load_bundle(bundle_dir)
+    frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     with _progress_bar(as_json) as bar:
         task = bar.add_task(f"timing {steps} steps at batch 1, then a batch of {batch}",
                             total=bench_work(bundle, steps, backbone))
@@ -609,7 +611,8 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str,
 @click.option("--host", default="cpu", show_default=True, help="Host device that runs the backbone.")
 @click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your own device table (JSON, every constant with a source), added to the built-in one.")
-@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default="native", show_default=True,
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default=None,
+              show_default="native if the bundle has frontend.nir, else torch",
               help="Runtime whose spikes are counted (all give the same counts; native is the fastest).")
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=16, show_default=True)
@@ -634,6 +637,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
 
     bundle = load_bundle(bundle_dir)
+    frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     if compare_all:
         table = load_devices(devices_file)
         targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
