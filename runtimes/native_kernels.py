@@ -150,10 +150,11 @@ def _scatter_folded(acc, n_off, out_h, out_w, out_c, c, y, x, value, folded, rea
 @njit(cache=True)
 def _lif_layer(acc, ff_bias, rec_bias, rec_on, input_scale, beta, threshold, v, s, spike_list, n_off, n_pos, out_c,
                zd, md, zi, mi):
-    """One LIF layer of one stream: update every neuron, then list the ones that spiked."""
+    """One LIF layer of one stream: update every neuron, then list the ones that spiked (as flat
+    indices + n_off). Every array is this layer's slice (on slices LLVM vectorises the loop)."""
     one = np.float32(1.0)
     for pos in range(n_pos):
-        base = n_off + pos * out_c
+        base = pos * out_c
         for c in range(out_c):
             i = base + c
             total = (acc[i] + ff_bias[c]) + rec_on * rec_bias[c]
@@ -167,9 +168,9 @@ def _lif_layer(acc, ff_bias, rec_bias, rec_on, input_scale, beta, threshold, v, 
             v[i] = vv * (one - zi * spike)
             s[i] = spike
     n_new = 0
-    for i in range(n_off, n_off + n_pos * out_c):
+    for i in range(n_pos * out_c):
         if s[i] != 0.0:
-            spike_list[n_off + n_new] = i
+            spike_list[n_new] = n_off + i
             n_new += 1
     return n_new
 
@@ -253,9 +254,11 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
             mi = one if timing == 1 and reset == 0 else np.float32(0.0)
             ff_bias, rec_bias = t[21], t[28]
             rec_on = 1.0 if rec_active else 0.0
-            n_new = _lif_layer(acc, biases[ff_bias:ff_bias + out_c], biases[rec_bias:rec_bias + out_c], rec_on,
-                               input_scale, beta, threshold, v[b], s[b], spike_list[b], n_off, out_h * out_w, out_c,
-                               zd, md, zi, mi)
+            end = n_off + out_c * out_h * out_w
+            n_new = _lif_layer(acc[n_off:end], biases[ff_bias:ff_bias + out_c], biases[rec_bias:rec_bias + out_c],
+                               rec_on, input_scale[n_off:end], beta[n_off:end], threshold[n_off:end],
+                               v[b, n_off:end], s[b, n_off:end], spike_list[b, n_off:end], n_off, out_h * out_w,
+                               out_c, zd, md, zi, mi)
             n_spikes[b, layer] = n_new
             counts[b, layer] += n_new
         steps[b] += 1
