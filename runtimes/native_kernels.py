@@ -322,8 +322,9 @@ def _matvec_t(w_t, x, out):
         xj = x[j]
         if xj == 0.0:
             continue
+        row = w_t[j]  # a row slice: LLVM vectorises the loop over it
         for i in range(n_out):
-            out[i] += w_t[j, i] * xj
+            out[i] += row[i] * xj
 
 
 @njit(cache=True)
@@ -445,8 +446,9 @@ def backbone_step(spikes, real, window, lookahead, ring, ring_list, ring_n, head
         for k in range(n_new):
             f = new_list[k]
             value = np.float64(spikes[b, f])
+            column = proj_w_t[f]
             for d in range(d_model):
-                acc[d] += value * proj_w_t[f, d]
+                acc[d] += value * column[d]
         if advance:
             for d in range(d_model):
                 hidden[d] = np.float32((ring_sum[b, d] + acc[d]) / window + proj_b[d])
@@ -463,13 +465,15 @@ def backbone_step(spikes, real, window, lookahead, ring, ring_list, ring_n, head
         # the new frame replaces the oldest slot: the sum gains its columns and loses the oldest
         # frame's; clear that slot's entries, write the new ones
         if slots > 0:
+            sums = ring_sum[b]
             for d in range(d_model):
-                ring_sum[b, d] += acc[d]
+                sums[d] += acc[d]
             for k in range(ring_n[b, head]):
                 f = ring_list[b, head, k]
                 value = np.float64(ring[b, head, f])
+                column = proj_w_t[f]
                 for d in range(d_model):
-                    ring_sum[b, d] -= value * proj_w_t[f, d]
+                    sums[d] -= value * column[d]
                 ring[b, head, f] = 0.0
             for k in range(n_new):
                 f = new_list[k]
