@@ -298,8 +298,9 @@ def _exp_of_products(delta, A, out, exponent_bits):
     """
     d_inner, d_state = A.shape
     for i in range(d_inner):
+        a_row, o_row, di = A[i], out[i * d_state:(i + 1) * d_state], delta[i]
         for n in range(d_state):
-            out[i * d_state + n] = delta[i] * A[i, n]  # the float32 product, as the reference rounds it
+            o_row[n] = di * a_row[n]  # the float32 product, as the reference rounds it
     for j in range(d_inner * d_state):
         v = max(out[j], np.float32(-87.0))
         k = np.floor(v * np.float32(1.4426950408889634) + np.float32(0.5))
@@ -370,12 +371,13 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
             xz[i] += in_b[i]
     # depthwise causal conv over the last K raw x (oldest first), then silu
     for i in range(d_inner):
+        state_row, w_row = conv_state[i], conv_w[i]
         for k in range(d_conv - 1):
-            conv_state[i, k] = conv_state[i, k + 1]
-        conv_state[i, d_conv - 1] = xz[i]
+            state_row[k] = state_row[k + 1]
+        state_row[d_conv - 1] = xz[i]
         c = np.float32(0.0)
         for k in range(d_conv):
-            c += conv_state[i, k] * conv_w[i, k]
+            c += state_row[k] * w_row[k]
         if conv_b.shape[0] > 0:
             c += conv_b[i]
         u[i] = _silu(c)
@@ -385,14 +387,26 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
         delta[i] = _softplus(delta[i] + dt_b[i])
     decay = exp_scratch[:d_inner * d_state]
     _exp_of_products(delta, A, decay, exp_scratch[d_inner * d_state:].view(np.int32))
+    B = dbl[dt_rank:dt_rank + d_state]
+    C = dbl[dt_rank + d_state:dt_rank + 2 * d_state]
     for i in range(d_inner):
         dt_u = delta[i] * u[i]
-        acc = np.float32(0.0)
-        for n in range(d_state):
-            h = ssm_state[i, n] * decay[i * d_state + n] + dt_u * dbl[dt_rank + n]
-            ssm_state[i, n] = h
-            acc += h * dbl[dt_rank + d_state + n]
-        y[i] = acc + u[i] * D[i]
+        h_row, d_row = ssm_state[i], decay[i * d_state:(i + 1) * d_state]
+        for n in range(d_state):  # row slices: vectorised
+            h_row[n] = h_row[n] * d_row[n] + dt_u * B[n]
+        # <h, C> with four partial sums (a dependency chain of d_state adds otherwise)
+        acc0 = acc1 = acc2 = acc3 = np.float32(0.0)
+        n = 0
+        while n + 4 <= d_state:
+            acc0 += h_row[n] * C[n]
+            acc1 += h_row[n + 1] * C[n + 1]
+            acc2 += h_row[n + 2] * C[n + 2]
+            acc3 += h_row[n + 3] * C[n + 3]
+            n += 4
+        while n < d_state:
+            acc0 += h_row[n] * C[n]
+            n += 1
+        y[i] = ((acc0 + acc1) + (acc2 + acc3)) + u[i] * D[i]
     if gate == GATE_SILU:
         for i in range(d_inner):
             y[i] = y[i] * _silu(xz[d_inner + i])
