@@ -273,11 +273,6 @@ def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold,
 
 # -- Mamba layer step ---------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _silu(x):
-    return x / (np.float32(1.0) + np.exp(-x))
-
-
-@njit(cache=True, inline="always")
 def _softplus(x):
     # torch.nn.functional.softplus: beta 1, threshold 20 (linear above)
     if x > np.float32(20.0):
@@ -286,31 +281,50 @@ def _softplus(x):
 
 
 @njit(cache=True)
-def _exp_of_products(delta, A, out, exponent_bits):
-    """out[i*N + n] = exp(float32(delta[i] * A[i, n])) for the whole (Di, N) block, in float32.
+def _exp_inplace(values, exponent_bits):
+    """values[j] = exp(values[j]) in float32, for a whole vector at once.
 
-    libm's expf is a call per element (about 25 ns here, 16k per step at the N-MNIST sizes);
-    this is Cody-Waite range reduction, a degree-7 Taylor polynomial on |r| <= ln2/2 and 2^k
-    written into the exponent bits: plain float32 arithmetic that vectorises (measured within
-    1.3 ulp of the exact exponential, as close as torch's own float32 exp). Arguments below
-    -87 (results below the smallest normal float32, which only ever multiply a state towards
-    zero) are taken as -87.
+    libm's expf is a call per element (about 25 ns here; a step at the N-MNIST sizes needs
+    19k of them); this is Cody-Waite range reduction, a degree-7 Taylor polynomial on
+    |r| <= ln2/2 and 2^k written into the exponent bits: plain float32 arithmetic that
+    vectorises (measured within 1.3 ulp of the exact exponential, as close as torch's own
+    float32 exp). Arguments are clamped to [-87, 88], the normal float32 range: below, the
+    result only ever scales a state towards zero; above, it only ever divides one by
+    1 + exp (silu of a very negative number), which stays 0 to float32 precision.
     """
+    n = values.shape[0]
+    for j in range(n):
+        v = min(max(values[j], np.float32(-87.0)), np.float32(88.0))
+        k = np.floor(v * np.float32(1.4426950408889634) + np.float32(0.5))
+        r = (v - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
+        values[j] = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + r * (np.float32(1 / 6) + r * (
+            np.float32(1 / 24) + r * (np.float32(1 / 120) + r * (np.float32(1 / 720) + r * np.float32(1 / 5040)))))))
+        exponent_bits[j] = (np.int32(k) + 127) << 23
+    scale = exponent_bits[:n].view(np.float32)
+    for j in range(n):
+        values[j] *= scale[j]
+
+
+@njit(cache=True)
+def _exp_of_products(delta, A, out, exponent_bits):
+    """out[i*N + n] = exp(float32(delta[i] * A[i, n])) for the whole (Di, N) block (`_exp_inplace`)."""
     d_inner, d_state = A.shape
     for i in range(d_inner):
         a_row, o_row, di = A[i], out[i * d_state:(i + 1) * d_state], delta[i]
         for n in range(d_state):
             o_row[n] = di * a_row[n]  # the float32 product, as the reference rounds it
-    for j in range(d_inner * d_state):
-        v = max(out[j], np.float32(-87.0))
-        k = np.floor(v * np.float32(1.4426950408889634) + np.float32(0.5))
-        r = (v - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
-        out[j] = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + r * (np.float32(1 / 6) + r * (
-            np.float32(1 / 24) + r * (np.float32(1 / 120) + r * (np.float32(1 / 720) + r * np.float32(1 / 5040)))))))
-        exponent_bits[j] = (np.int32(k) + 127) << 23
-    scale = exponent_bits.view(np.float32)
-    for j in range(d_inner * d_state):
-        out[j] *= scale[j]
+    _exp_inplace(out, exponent_bits)
+
+
+@njit(cache=True)
+def _silu_inplace(values, tmp, exponent_bits):
+    """values = values * sigmoid(values) = values / (1 + exp(-values)), vectorised."""
+    n = values.shape[0]
+    for j in range(n):
+        tmp[j] = -values[j]
+    _exp_inplace(tmp[:n], exponent_bits)
+    for j in range(n):
+        values[j] = values[j] / (np.float32(1.0) + tmp[j])
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -380,7 +394,10 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
             c += state_row[k] * w_row[k]
         if conv_b.shape[0] > 0:
             c += conv_b[i]
-        u[i] = _silu(c)
+        u[i] = c
+    exp_tmp = exp_scratch[:d_inner]
+    exp_bits = exp_scratch[d_inner:2 * d_inner].view(np.int32)
+    _silu_inplace(u, exp_tmp, exp_bits)
     _matvec_t(x_proj_w_t, u, dbl)
     _matvec_t(dt_w_t, dbl[:dt_rank], delta)
     for i in range(d_inner):
@@ -407,13 +424,16 @@ def mamba_layer_kernel(x, in_w_t, in_b, conv_w, conv_b, x_proj_w_t, dt_w_t, dt_b
             acc0 += h_row[n] * C[n]
             n += 1
         y[i] = ((acc0 + acc1) + (acc2 + acc3)) + u[i] * D[i]
-    if gate == GATE_SILU:
-        for i in range(d_inner):
-            y[i] = y[i] * _silu(xz[d_inner + i])
-    elif gate == GATE_NORM_SILU:
-        _layer_norm(y, gate_norm_w, gate_norm_b, gate_norm_eps, normed)
-        for i in range(d_inner):
-            y[i] = normed[i] * _silu(xz[d_inner + i])
+    if gate != GATE_NONE:
+        z = xz[d_inner:2 * d_inner]
+        _silu_inplace(z, exp_tmp, exp_bits)  # z is not needed after the gate
+        if gate == GATE_NORM_SILU:
+            _layer_norm(y, gate_norm_w, gate_norm_b, gate_norm_eps, normed)
+            for i in range(d_inner):
+                y[i] = normed[i] * z[i]
+        else:
+            for i in range(d_inner):
+                y[i] = y[i] * z[i]
     _matvec_t(out_w_t, y, y_out)
     if out_b.shape[0] > 0:
         for i in range(y_out.shape[0]):
