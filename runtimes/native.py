@@ -10,9 +10,10 @@ layer's currents; biases and the leak are applied to every neuron, as the dense 
 Why numba, and how the arithmetic is kept identical to the reference: `native_kernels`.
 
 `NativeBackboneRuntime` runs the Mamba-Spike backbone of a `MambaSpike` one fused kernel
-call per step: the interface ring buffer, the input projection as a gather over the spike
-features active in the window (a sum of weight columns), every layer's LayerNorm, conv
-state, selective state update and gate, the running mean and the head.
+call per step: the interface ring buffer, the input projection as sums of the weight columns
+of the features that spiked (the new frame's columns added to a sliding float64 sum over the
+window, the oldest frame's taken away; no dense matrix product), every layer's LayerNorm,
+conv state, selective state update and gate, the running mean and the head.
 
 `mamba_layer_step(weights, conv_state, ssm_state, x) -> y` is the public one-token Mamba
 layer for every model family (SpikeMamba LM, Liquid, ...): build `MambaLayerWeights` with
