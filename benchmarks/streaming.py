@@ -185,7 +185,8 @@ def bench(name: str, steps: int, activity: str, tmp: Path, chunk: int) -> dict[s
     print(f"  native vs torch+ORT before: {results['torch+ORT before'][0] / native:.1f}x (cpu "
           f"{results['torch+ORT before'][2] / native_cpu:.1f}x), after: {results['torch+ORT after'][0] / native:.1f}x "
           f"(cpu {results['torch+ORT after'][2] / native_cpu:.1f}x), vs eager {results['eager'][0] / native:.1f}x; "
-          f"ORT step graph after/before {results['ORT step alone after'][0] / results['ORT step alone before'][0]:.2f}; "
+          f"ORT step graph after/before "
+          f"{results['ORT step alone after'][0] / results['ORT step alone before'][0]:.2f}; "
           f"last-layer spike flips vs torch: {flips} of {steps * int(np.prod(spikes.shape[2:]))}")
     return results
 

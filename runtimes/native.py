@@ -59,8 +59,8 @@ def _conv_geometry(name: str, node: nir.Conv2d) -> tuple[tuple[int, int], tuple[
     if isinstance(node.padding, str):
         raise UnsupportedGraphError(f"node {name!r}: string padding {node.padding!r}; write integer padding")
     if int(node.groups) != 1 or _pair(node.dilation) != (1, 1):
-        raise UnsupportedGraphError(f"node {name!r}: groups {node.groups}, dilation {node.dilation}; the native runtime "
-                                    "scatters dense convs only (groups 1, dilation 1); use --frontend nir")
+        raise UnsupportedGraphError(f"node {name!r}: groups {node.groups}, dilation {node.dilation}; the native "
+                                    "runtime scatters dense convs only (groups 1, dilation 1); use --frontend nir")
     return tuple(np.asarray(node.weight).shape[2:]), _pair(node.stride), _pair(node.padding)
 
 
@@ -162,11 +162,12 @@ def compile_frontend(graph: nir.NIRGraph, dt_s: float | None) -> tuple[_Program,
             rec_name, rec = layer.recurrent, graph.nodes[layer.recurrent]
             meta = rec.metadata
             if int(meta.get("delay_steps", 1)) != 1 or int(meta.get("active_from_step", 1)) != 1:
-                raise UnsupportedGraphError(f"node {rec_name!r}: a recurrent conv must read and feed {neuron_name!r} with "
-                                            "delay_steps 1, active_from_step 1")
+                raise UnsupportedGraphError(f"node {rec_name!r}: a recurrent conv must read and feed {neuron_name!r} "
+                                            "with delay_steps 1, active_from_step 1")
             (rkh, rkw), (rsh, rsw), (rph, rpw) = _conv_geometry(rec_name, rec)
             rec_weight = np.asarray(rec.weight, np.float32)
-            if (rsh, rsw) != (1, 1) or rec_weight.shape[:2] != (out_c, out_c) or (rkh - 1, rkw - 1) != (2 * rph, 2 * rpw):
+            same_shape = (rkh - 1, rkw - 1) == (2 * rph, 2 * rpw)
+            if (rsh, rsw) != (1, 1) or rec_weight.shape[:2] != (out_c, out_c) or not same_shape:
                 raise UnsupportedGraphError(f"node {rec_name!r}: a recurrent conv must keep the shape {layer_shape} "
                                             "(stride 1, 'same' padding)")
             row.update(rec=1, rkh=rkh, rkw=rkw, rph=rph, rpw=rpw, rw_off=w_off, rec_bias_off=b_off)
@@ -236,9 +237,9 @@ class NativeFrontendRuntime(FrontendRuntime):
                              f"({self._batch}, {', '.join(map(str, self.program.input_shape))}) (call reset(batch) "
                              "for another batch)")
         p = self.program
-        kernels.frontend_step(array, p.table, p.weights, p.folded, p.reach, p.biases, p.beta, p.threshold, p.input_scale, self._v,
-                              self._s, self._spike_list, self._n_spikes, self._acc, self._in_list, self._steps,
-                              self._spike_totals, self._out)
+        kernels.frontend_step(array, p.table, p.weights, p.folded, p.reach, p.biases, p.beta, p.threshold,
+                              p.input_scale, self._v, self._s, self._spike_list, self._n_spikes, self._acc,
+                              self._in_list, self._steps, self._spike_totals, self._out)
         return self._out_tensor
 
     def run(self, frames: torch.Tensor) -> torch.Tensor:
@@ -380,7 +381,8 @@ class NativeBackboneRuntime(BackboneRuntime):
         stack = lambda k: np.ascontiguousarray(np.stack([layer[k] for layer in layers]))  # noqa: E731
         self._weights = dict(
             proj_w_t=_f32(model.input_proj.weight).T.copy(), proj_b=_f32(model.input_proj.bias),
-            norm_w=np.stack([_f32(b.norm.weight) for b in blocks]), norm_b=np.stack([_f32(b.norm.bias) for b in blocks]),
+            norm_w=np.stack([_f32(b.norm.weight) for b in blocks]),
+            norm_b=np.stack([_f32(b.norm.bias) for b in blocks]),
             in_w_t=stack(0), conv_w=stack(2), x_proj_w_t=stack(4), dt_w_t=stack(5), dt_b=stack(6), A=stack(7),
             D=stack(8), out_w_t=stack(9), final_norm_w=_f32(model.norm.weight), final_norm_b=_f32(model.norm.bias),
             cls_w_t=_f32(model.classifier.weight).T.copy(), cls_b=_f32(model.classifier.bias), no_bias=_NO_BIAS)
@@ -424,8 +426,8 @@ class NativeBackboneRuntime(BackboneRuntime):
                               w["norm_w"], w["norm_b"], w["in_w_t"], w["conv_w"], w["x_proj_w_t"], w["dt_w_t"],
                               w["dt_b"], w["A"], w["D"], w["out_w_t"], w["final_norm_w"], w["final_norm_b"],
                               w["cls_w_t"], w["cls_b"], w["no_bias"], self._conv_state, self._ssm_state,
-                              self._feature_sum, self._scratch, self._exp_scratch, self._new_list, self._acc, self._hidden, self._normed,
-                              self._layer_out, self._logits)
+                              self._feature_sum, self._scratch, self._exp_scratch, self._new_list, self._acc,
+                              self._hidden, self._normed, self._layer_out, self._logits)
         return torch.from_numpy(self._logits.copy())
 
     def step(self, spikes_t) -> torch.Tensor:
@@ -462,8 +464,8 @@ class NativeBackboneRuntime(BackboneRuntime):
         """The streaming state as the model's `BackboneState` (copies; the ring oldest first)."""
         head = int(self._head[0])
         ring = np.roll(self._ring, -head, axis=1) if self._ring.shape[1] else self._ring.copy()
-        layers = tuple(MambaState(torch.from_numpy(self._conv_state[i].copy()), torch.from_numpy(self._ssm_state[i].copy()))
-                       for i in range(self.config.n_layers))
+        layers = tuple(MambaState(torch.from_numpy(self._conv_state[i].copy()),
+                                  torch.from_numpy(self._ssm_state[i].copy())) for i in range(self.config.n_layers))
         count, received, pushed = (int(v) for v in self._counters)
         return BackboneState(InterfaceState(torch.from_numpy(np.ascontiguousarray(ring))), layers,
                              torch.from_numpy(self._feature_sum.copy()), count, received, pushed)

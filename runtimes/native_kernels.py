@@ -176,8 +176,8 @@ def _lif_layer(acc, ff_bias, rec_bias, rec_on, input_scale, beta, threshold, v, 
 
 
 @njit(cache=True)
-def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold, input_scale, v, s, spike_list, n_spikes,
-                  acc, in_list, steps, counts, out):
+def frontend_step(frame, table, weights, folded, reach, biases, beta, threshold, input_scale, v, s, spike_list,
+                  n_spikes, acc, in_list, steps, counts, out):
     """One time step of a batch of streams.
 
     frame (B, C, H, W) float32 event counts; v, s (B, neurons) float32 membranes and spikes;
