@@ -8,7 +8,8 @@ Prints p50 / p95 per generated token for
              generator does, FAMILIES.md §1.6, minus its stale spike states): the baseline;
   torch:     `SpikeMambaLM.step` with the state carried (TorchTokenRuntime);
   onnx step: the step graph in onnxruntime, 1 thread (OnnxTokenRuntime);
-and each one's speed-up over the baseline. Greedy tokens of torch and ONNX are checked equal.
+  native:    numba's Mamba layer step with numpy LIF gates (NativeTokenRuntime), compiled before timing;
+and each one's speed-up over the baseline. Greedy tokens of torch, ONNX and native are checked equal.
 Figures are ratios of the same run (the machine is shared); the model is seeded random.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from neurodeploy.generation import generate
 from neurodeploy.model.spikemamba_lm.config import SpikeMambaLMConfig
 from neurodeploy.model.spikemamba_lm.synthetic import firing_model
 from neurodeploy.runtimes.spikemamba_lm import OnnxTokenRuntime, TorchTokenRuntime
+from neurodeploy.runtimes.spikemamba_native import NativeTokenRuntime
 
 
 def _per_token_us(runtime, prompt: list[int], tokens: int) -> list[float]:
@@ -70,8 +72,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         export_spikemamba(model, Path(tmp) / "step.onnx", "step")
-        runtimes = {"torch": TorchTokenRuntime(model), "onnx step": OnnxTokenRuntime.for_model(Path(tmp) / "step.onnx", model)}
-        same = generate(runtimes["torch"], prompt, 16).generated == generate(runtimes["onnx step"], prompt, 16).generated
+        runtimes = {"torch": TorchTokenRuntime(model), "onnx step": OnnxTokenRuntime.for_model(Path(tmp) / "step.onnx", model),
+                    "native": NativeTokenRuntime(model)}
+        texts = [generate(rt, prompt, 16).generated for rt in runtimes.values()]  # also compiles the kernels
+        same = all(text == texts[0] for text in texts)
         results = {"recompute (baseline)": _recompute_us(model, prompt, args.tokens)}
         results.update({name: _per_token_us(rt, prompt, args.tokens) for name, rt in runtimes.items()})
     print(f"SpikeMamba LM d_model {args.d_model}, {args.layers} layers, vocab {args.vocab}; prompt {args.prompt}, "
@@ -80,7 +84,7 @@ def main() -> None:
     for name, times in results.items():
         p50, p95 = statistics.median(times), float(np.percentile(times, 95))
         print(f"  {name:22s} p50 {p50:9.0f} us  p95 {p95:9.0f} us  speed-up {base / p50:6.1f}x")
-    print(f"  greedy tokens torch == onnx step: {same}")
+    print(f"  greedy tokens torch == onnx step == native: {same}")
 
 
 if __name__ == "__main__":

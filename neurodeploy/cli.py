@@ -360,7 +360,7 @@ def run(bundle_dir: str, source: str, frontend: str | None, backbone: str | None
     from neurodeploy.stream import stream as open_stream
 
     if is_lm_bundle(bundle_dir):  # a token model: SOURCE is token ids (file or -), --backbone picks the runtime
-        return cli_lm.run_tokens(bundle_dir, source, backbone or "onnxruntime", as_json)
+        return cli_lm.run_tokens(bundle_dir, source, backbone or "native", as_json)
     console = _stderr_console(quiet=as_json)
     note = None if as_json else (lambda line: click.echo(line, err=True))
     interrupted = False
@@ -848,8 +848,8 @@ def _print_calibrated(calibrated: dict[str, Any]) -> None:
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="With --sample: keep the k most likely ids.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --sample: the random seed.")
 @click.option("--stop-token", type=int, default=None, help="Stop after generating this id.")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True,
-              help="The step graph in onnxruntime, or the PyTorch model.")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "torch", "native"]), default="onnxruntime",
+              show_default=True, help="The step graph in onnxruntime, the PyTorch model, or native (numba).")
 @json_option()
 def generate(bundle_dir: str, prompt_source: str, max_new_tokens: int, sampling: bool, temperature: float,
              top_k: int | None, seed: int, stop_token: int | None, runtime: str, as_json: bool) -> None:

@@ -32,7 +32,7 @@ from neurodeploy.model.spikemamba_lm.model import FAMILY_NAME, SpikeMambaLM
 MANIFEST = "manifest.json"
 LM_BUNDLE_FORMAT = "neurodeploy.lm_bundle/1"
 FILES = {"model": "model.safetensors", "full": "model_full.onnx", "step": "model_step.onnx"}
-RUNTIMES = ("onnxruntime", "torch")
+RUNTIMES = ("onnxruntime", "torch", "native")
 CONVENTIONS = {
     "tokens": "int64 ids; a token source is a text file (or stdin) of whitespace-separated ids",
     "onnx_state": "input name X, output name X_out; conv_state, ssm_state, <gate>_{v,current,adapt,refractory}, "
@@ -71,13 +71,17 @@ class LMBundle:
         return load_model(self.path("model")).model
 
     def token_runtime(self, kind: str = "onnxruntime"):
-        """A `TokenRuntime`: `onnxruntime` (the step graph) or `torch`."""
+        """A `TokenRuntime`: `onnxruntime` (the step graph), `torch`, or `native` (numba Mamba step)."""
         from neurodeploy.runtimes.spikemamba_lm import OnnxTokenRuntime, TorchTokenRuntime
 
         if kind not in RUNTIMES:
             raise BundleError(f"runtime {kind!r}; this bundle offers {', '.join(RUNTIMES)}")
         if kind == "torch":
             return TorchTokenRuntime(self.model())
+        if kind == "native":
+            from neurodeploy.runtimes.spikemamba_native import NativeTokenRuntime
+
+            return NativeTokenRuntime(self.model())
         if not self.has("step"):
             reason = self.manifest["skipped"].get(FILES["step"], "it was not exported")
             raise BundleError(f"{self.path('step')}: not in this bundle ({reason}); use `--backbone torch`")

@@ -1,7 +1,8 @@
 """`neurodeploy verify` and `neurodeploy bench` for token-model bundles (SpikeMamba LM).
 
 verify: the same tokens through the PyTorch model (offline forward: the reference), the ONNX
-full graph, and token by token through the ONNX step graph and the PyTorch `step`; per runtime
+full graph, and token by token through the ONNX step graph, the PyTorch `step` and the native
+runtime (numba Mamba step); per runtime
 the max |logits - reference|, whether every gate's spikes are identical, and the max state
 difference after the last token. Tolerances: logits 1e-4; states 1e-5 scaled by max(1, the
 state's largest magnitude) (a membrane of 40 carries float32 rounding of ~4e-6 from a different
@@ -63,7 +64,7 @@ def verify_lm_bundle(bundle: LMBundle, source: str | None = None, *, length: int
         session = ort.InferenceSession(str(bundle.path("full")), providers=["CPUExecutionProvider"])
         out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"tokens": tokens})))
         record("onnx full", out["logits"], {g: out[f"spikes_{g}"] for g in gates}, {n: out[f"{n}_out"] for n in names})
-    kinds = ["torch"] + (["onnxruntime"] if bundle.has("step") else [])
+    kinds = ["torch", "native"] + (["onnxruntime"] if bundle.has("step") else [])
     if bundle.config.streamable:
         for kind in kinds:
             steps = bundle.token_runtime(kind).prefill(tokens)
@@ -78,7 +79,7 @@ def verify_lm_bundle(bundle: LMBundle, source: str | None = None, *, length: int
 def bench_lm_bundle(bundle: LMBundle, *, tokens: int = 200) -> dict:
     ids = np.random.default_rng(0).integers(0, bundle.config.vocab_size, tokens)
     out = {"tokens": tokens, "batch": 1}
-    for kind in ("torch", "onnxruntime"):
+    for kind in ("torch", "onnxruntime", "native"):
         if kind == "onnxruntime" and not bundle.has("step"):
             continue
         runtime = bundle.token_runtime(kind)

@@ -26,6 +26,7 @@ from neurodeploy.model.spikemamba_lm.config import SpikeMambaLMConfig
 from neurodeploy.model.spikemamba_lm.synthetic import firing_model, write_upstream_checkpoint
 from neurodeploy.report.spikemamba import build_lm_report
 from neurodeploy.runtimes.spikemamba_lm import OnnxTokenRuntime, TorchTokenRuntime
+from neurodeploy.runtimes.spikemamba_native import NativeTokenRuntime
 
 VARIANTS = [("pre", "hard"), ("post", "soft"), ("pre_post", "soft"), ("pre_post", "hard"), ("residual", "soft")]
 
@@ -77,23 +78,28 @@ def test_single_steps_equal_prefill_on_every_runtime(tmp_path):
     toks = sample_tokens(batch=1, length=12)
     with torch.no_grad():
         reference = model(toks)
-    for runtime in (TorchTokenRuntime(model), OnnxTokenRuntime.for_model(tmp_path / "step.onnx", model)):
+    for runtime in (TorchTokenRuntime(model), OnnxTokenRuntime.for_model(tmp_path / "step.onnx", model),
+                    NativeTokenRuntime(model)):
         steps = runtime.prefill(toks.numpy())
         logits = np.stack([s.logits for s in steps], axis=1)
         assert np.abs(logits - reference.logits.numpy()).max() <= 1e-4, runtime.name
-        for gate, spikes in steps[0].spikes.items():
-            assert np.array_equal(spikes[0], reference.spikes[f"layers.0.{gate}"][:, 0].numpy())
+        for t, step in enumerate(steps):
+            for gate, spikes in step.spikes.items():
+                for i in range(model.config.n_layer):
+                    assert np.array_equal(spikes[i], reference.spikes[f"layers.{i}.{gate}"][:, t].numpy()), runtime.name
         final = state_to_feeds(reference.state, model.config.gates)
         assert max(np.abs(steps[-1].state[n] - final[n]).max() for n in final) <= 1e-5
 
 
-def test_greedy_generation_identical_across_runtimes_and_sampling_reproducible(tmp_path):
-    model = firing_model(config(d_model=32, vocab_size=64), seed=6)
+@pytest.mark.parametrize("integration,gate", [("pre_post", "soft"), ("pre", "hard"), ("residual", "soft")])
+def test_greedy_generation_identical_across_runtimes_and_sampling_reproducible(tmp_path, integration, gate):
+    model = firing_model(config(integration, gate, d_model=32, vocab_size=64), seed=6)
     export_spikemamba(model, tmp_path / "step.onnx", "step")
-    runtimes = [TorchTokenRuntime(model), OnnxTokenRuntime.for_model(tmp_path / "step.onnx", model)]
+    runtimes = [TorchTokenRuntime(model), OnnxTokenRuntime.for_model(tmp_path / "step.onnx", model),
+                NativeTokenRuntime(model)]
     prompt = [3, 17, 42, 5]
     greedy = [generate(r, prompt, 24).generated for r in runtimes]
-    assert greedy[0] == greedy[1] and len(greedy[0]) == 24
+    assert greedy[0] == greedy[1] == greedy[2] and len(greedy[0]) == 24
     assert len(set(greedy[0])) > 3, "a degenerate fixture (one repeated token) would not test generation"
     # greedy = argmax of the model's own logits over the whole text (no re-run of the prefix)
     with torch.no_grad():
@@ -101,7 +107,7 @@ def test_greedy_generation_identical_across_runtimes_and_sampling_reproducible(t
     assert logits[len(prompt) - 1:].argmax(-1).tolist() == greedy[0]
     sampled = [generate(r, prompt, 16, SamplingOptions(greedy=False, temperature=1.5, top_k=10, seed=7)).generated
                for r in runtimes]
-    assert sampled[0] == sampled[1] != greedy[0][:16]
+    assert sampled[0] == sampled[1] == sampled[2] != greedy[0][:16]
     assert generate(runtimes[0], prompt, 16, SamplingOptions(greedy=False, temperature=1.5, top_k=10, seed=7)).generated \
         == sampled[0]
 
@@ -182,12 +188,12 @@ def test_cli_info_export_run_report_generate(upstream, tmp_path):
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("3 17 42\n5 9\n")
     runs = {kind: runner.invoke(main, ["run", str(out), str(tokens), "--backbone", kind, "--json"])
-            for kind in ("onnxruntime", "torch")}
+            for kind in ("onnxruntime", "torch", "native")}
     per_token = {}
     for kind, result in runs.items():
         assert result.exit_code == 0, result.output
         per_token[kind] = [(t["predicted"], t["spikes"]) for t in json.loads(result.output)["tokens"]]
-    assert per_token["onnxruntime"] == per_token["torch"] and len(per_token["torch"]) == 5
+    assert per_token["onnxruntime"] == per_token["torch"] == per_token["native"] and len(per_token["torch"]) == 5
     stdin = runner.invoke(main, ["run", str(out), "-"], input="3 17 x\n")
     assert stdin.exit_code == 1 and "line 1, column 6" in stdin.output
     event_option = runner.invoke(main, ["run", str(out), str(tokens), "--window-us", "1000"])
@@ -203,10 +209,10 @@ def test_cli_info_export_run_report_generate(upstream, tmp_path):
     assert chip.exit_code == 1 and "report --target is not supported" in chip.output
     generated = {kind: runner.invoke(main, ["generate", str(out), "--prompt", "-", "--max-new-tokens", "8",
                                             "--runtime", kind, "--json"], input="3 17 42")
-                 for kind in ("onnxruntime", "torch")}
+                 for kind in ("onnxruntime", "torch", "native")}
     assert all(g.exit_code == 0 for g in generated.values()), [g.output for g in generated.values()]
     texts = [json.loads(g.output)["generated"] for g in generated.values()]
-    assert texts[0] == texts[1] and len(texts[0]) == 8
+    assert texts[0] == texts[1] == texts[2] and len(texts[0]) == 8
 
 
 def test_cli_refuses_streaming_an_adaptive_pooling_model(tmp_path):
@@ -240,7 +246,8 @@ def test_cli_verify_bench_inspect_on_an_lm_bundle(upstream, tmp_path):
     verified = runner.invoke(main, ["verify", str(tmp_path / "lm"), "--steps", "12", "--json"])
     assert verified.exit_code == 0, verified.output
     outcome = json.loads(verified.output)
-    assert outcome["passed"] and set(outcome["runtimes"]) == {"onnx full", "torch step", "onnxruntime step"}
+    assert outcome["passed"]
+    assert set(outcome["runtimes"]) == {"onnx full", "torch step", "native step", "onnxruntime step"}
     bench = runner.invoke(main, ["bench", str(tmp_path / "lm"), "--steps", "5", "--json"])
     assert bench.exit_code == 0 and json.loads(bench.output)["onnxruntime_per_token_us"]["p50"] > 0
     inspected = runner.invoke(main, ["inspect", str(tmp_path / "lm"), "--json"])
