@@ -10,7 +10,9 @@ a clean error in about a second and never hung or aborted in the fuzz benchmark,
 valid files faster. Isolating dv-processing in a child process with a time and memory limit was
 the alternative: it would cost a process start (~0.5 s with its imports) and a copy of every
 event per file and still leave the hang to a timeout. faery's panics (pyo3 PanicException, a
-BaseException) are turned into EventFileError at `library_boundary`.
+BaseException) are turned into EventFileError at `library_boundary`; the one faery abort the fuzz
+benchmark found (a description that is not UTF-8: a panic in a destructor) is prevented by
+checking the IOHeader in Python first (aedat4_framing).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from .convert import from_faery, to_dv, to_faery
 from .errors import EventFileError
+from . import aedat4_framing
 from .boundary import library_boundary
 
 _FIX = "the file is truncated or corrupt; re-export it from DV"
@@ -42,6 +45,8 @@ def _stream_names(description) -> dict[str, int]:
 def open_packets(path, stream: str = "events") -> tuple[tuple[int, int] | None, Iterator[np.ndarray]]:
     import faery
 
+    # faery aborts the interpreter on some corrupt headers: check the framing first
+    aedat4_framing.check_file(path, os.path.getsize(path))
     with library_boundary(path, "faery cannot open it as AEDAT4", _FIX, offset=0):
         decoder = faery.aedat.Decoder(os.fspath(path))
         tracks = decoder.tracks()
@@ -79,6 +84,10 @@ def write(path, events: np.ndarray, sensor_size: tuple[int, int], library: str =
     elif library == "dv":
         import dv_processing as dv
 
+        if not os.fspath(path).endswith(".aedat4"):
+            # dv-processing 1.7 aborts the interpreter (std::terminate) on any other file name
+            raise ValueError(f"{os.fspath(path)}: dv-processing writes only files named *.aedat4; "
+                             "rename it or pass library='faery'")
         config = dv.io.MonoCameraWriter.EventOnlyConfig("neurodeploy", tuple(sensor_size))
         writer = dv.io.MonoCameraWriter(os.fspath(path), config)
         if len(events):
