@@ -94,8 +94,10 @@ def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
               help="Comma-separated subset of nir, netx, onnx.")
 @click.option("--netx-weight-scale", type=float, default=None, help="Fixed weight scale for netx quantization.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ed25519 private key (PEM): sign the manifest (manifest.json.sig), for `run --trust`.")
 def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | None, pool_rewrite: str | None,
-           artifacts: str, netx_weight_scale: float | None, as_json: bool) -> None:
+           artifacts: str, netx_weight_scale: float | None, as_json: bool, sign_key: str | None) -> None:
     """Export CHECKPOINT to a deployment bundle folder.
 
     \b
@@ -119,6 +121,10 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
         with console.status("exporting") as status:
             result = bundle_mod.export(checkpoint, out_dir, options, config=config_path,
                                        progress=lambda message: status.update(message))
+        if sign_key is not None:
+            from neurodeploy.bundle_signing import sign_manifest
+
+            sign_manifest(result.directory / bundle_mod.MANIFEST, sign_key)
     except (CheckpointError, bundle_mod.BundleError, ValueError) as err:
         raise _fail(err) from None
     manifest = result.manifest
@@ -189,9 +195,12 @@ def _with_stream_options(fn):
 @click.argument("source")
 @_with_stream_options
 @click.option("--json", "as_json", is_flag=True, help="Per-sample results and the summary as JSON.")
+@click.option("--trust", "trust_key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ed25519 public key (PEM): refuse the bundle unless its manifest is signed by it.")
 def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None, window_us: int | None,
         follow: bool, realtime: bool, replay_factor: float, overflow: str, queue_packets: int,
-        sensor_size: str | None, event_format: str | None, idle_timeout: float, as_json: bool) -> None:
+        sensor_size: str | None, event_format: str | None, idle_timeout: float, as_json: bool,
+        trust_key: str | None) -> None:
     """Stream SOURCE through a BUNDLE one time step at a time.
 
     SOURCE is an event file, `-` (CSV on stdin), tcp://HOST:PORT or unix:///PATH (DV network
@@ -208,6 +217,10 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
     from neurodeploy.events.errors import EventFileError
 
     try:
+        if trust_key is not None:
+            from neurodeploy.bundle import load_bundle
+
+            load_bundle(bundle_dir, trusted_key=trust_key)  # refused here unless signed by the key
         stream, label_path = _open_stream(bundle_dir, source, frontend, backbone, labels, window_us, follow,
                                           realtime, replay_factor, overflow, queue_packets, sensor_size,
                                           event_format, idle_timeout)
