@@ -59,6 +59,7 @@ import torch
 from neurodeploy.exporters.netx import LavaLayer, LavaMappingError, lava_layers
 from neurodeploy.lava_compat import import_lava
 from neurodeploy.runtimes.lava_fixed_point import read_netx_layers
+from neurodeploy.runtimes import process_guard
 from neurodeploy.runtimes.frontend_runtime import SpikeCounting
 
 CHUNK_STEPS = 32  # steps per blocking Lava run; the I/O buffers hold one chunk
@@ -212,6 +213,7 @@ class LavaFrontendRuntime(SpikeCounting):
         self._slot_start = 0  # Lava step before the current sample's first one
         self._open = True
         _open_runtimes.add(self)
+        process_guard.install()  # Lava's workers die with this interpreter, however it ends
         self._guard(lambda: self._handle.create_runtime(run_cfg=self._run_cfg))
         self.reset(1)
 
