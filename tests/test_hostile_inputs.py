@@ -12,6 +12,7 @@ import struct
 import time
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,431 @@ def test_npy_header_errors_are_event_file_errors(tmp_path, header):
     data = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + 1) + header + b"\n"
     with pytest.raises(E.EventFileError, match="x.npy"):
         E.load(_write(tmp_path, "x.npy", data + bytes(64)), sensor_size=(4, 4))
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    from neurodeploy.model.mamba_spike.checkpoint import save_checkpoint
+    from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
+    from neurodeploy.model.mamba_spike.model import MambaSpike
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "ok.safetensors"
+    save_checkpoint(MambaSpike(MambaSpikeConfig(d_model=16, n_layers=1, d_state=4, conv_channels=4,
+                                                spiking_channels=4)), path)
+    return path
+
+
+def _forge(small_checkpoint, tmp_path, config_text=None, **fields):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(small_checkpoint), "pt") as f:
+        meta = dict(f.metadata())
+    config = json.loads(meta["neurodeploy.config"])
+    config.update(fields)
+    meta["neurodeploy.config"] = config_text if config_text is not None else json.dumps(config)
+    path = tmp_path / "forged.safetensors"
+    save_file(load_file(str(small_checkpoint)), str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize("fields,match", [
+    ({"d_model": 10**9}, "input_proj.weight"),
+    ({"d_state": 10**7}, "A_log"),
+    ({"n_layers": 10**5}, "n_layers"),
+    ({"threshold": float("nan")}, "threshold"),
+    ({"threshold": float("inf")}, "threshold"),
+    ({"beta": float("nan")}, "beta"),
+    ({"interface_window": 10**9}, "interface_window"),
+])
+def test_forged_checkpoint_config_is_refused_before_allocation(small_checkpoint, tmp_path, fields, match):
+    from neurodeploy.model.registry import load_model
+
+    path = _forge(small_checkpoint, tmp_path, **fields)
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(NeurodeployError, match=match):
+        load_model(path)
+    elapsed = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert elapsed < 1 and peak < 50 << 20
+
+
+def test_deeply_nested_config_json_is_refused(small_checkpoint, tmp_path):
+    from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
+
+    path = _forge(small_checkpoint, tmp_path, config_text="[" * 200_000 + "]" * 200_000)
+    with pytest.raises(NeurodeployError, match="nested"):
+        load_checkpoint(path)
+
+
+def test_safetensors_header_claims_checked_and_parameter_budget(small_checkpoint, tmp_path, monkeypatch):
+    from neurodeploy.model.checkpoint_io import read_checkpoint
+
+    data = small_checkpoint.read_bytes()
+    header_size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + header_size])
+    name = next(k for k in header if k != "__metadata__")
+    header[name]["shape"] = [10**6, 10**6]
+    text = json.dumps(header).encode()
+    forged = _write(tmp_path, "h.safetensors", struct.pack("<Q", len(text)) + text + data[8 + header_size:])
+    with pytest.raises(NeurodeployError, match=f"{name}.*needs"):
+        read_checkpoint(forged)
+    monkeypatch.setenv("NEURODEPLOY_MAX_PARAMETERS", "1000")
+    with pytest.raises(NeurodeployError, match="NEURODEPLOY_MAX_PARAMETERS"):
+        read_checkpoint(small_checkpoint)
+
+
+# -- bundles ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory, small_checkpoint):
+    from neurodeploy.bundle import ExportOptions, export
+
+    folder = tmp_path_factory.mktemp("bundle") / "b"
+    export(small_checkpoint, folder, ExportOptions(artifacts=("onnx",), parity_samples=1, parity_steps=3))
+    return folder
+
+
+@pytest.fixture
+def bundle_copy(bundle_dir, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
+
+
+def _rehash(folder, manifest=None):
+    from neurodeploy.bundle import sha256_of
+
+    manifest = manifest or json.loads((folder / "manifest.json").read_text())
+    for name in manifest["artifacts"]:
+        path = folder / name
+        if path.is_file():
+            manifest["artifacts"][name]["sha256"] = sha256_of(path)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_symlinked_artifact_pointing_outside_is_refused(bundle_copy, tmp_path):
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    outside = _write(tmp_path, "secret.safetensors", (bundle_copy / "model.safetensors").read_bytes())
+    (bundle_copy / "model.safetensors").unlink()
+    (bundle_copy / "model.safetensors").symlink_to(outside)
+    with pytest.raises(BundleError, match="model.safetensors.*symbolic link"):
+        load_bundle(bundle_copy)
+
+
+def test_symlinked_manifest_is_refused(bundle_copy, tmp_path):
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    outside = _write(tmp_path, "m.json", (bundle_copy / "manifest.json").read_bytes())
+    (bundle_copy / "manifest.json").unlink()
+    (bundle_copy / "manifest.json").symlink_to(outside)
+    with pytest.raises(BundleError, match="manifest.json.*symbolic link"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("name", ["../model.safetensors", "/etc/passwd", "sub/model.safetensors", "notes.txt"])
+def test_artifact_names_outside_the_toolkit_set_are_refused(bundle_copy, name):
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["artifacts"][name] = {"sha256": "0" * 64, "bytes": 1}
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="manifest.json|not a plain file name"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("dt_us", 0, "dt_us"), ("dt_us", "1000", "dt_us"), ("dt_us", 10**12, "dt_us"),
+    ("artifacts", [], "artifacts"), ("config", "x", "config"), ("format", None, "format"),
+    ("skipped", [1], "skipped"),
+])
+def test_manifest_schema(bundle_copy, field, value, match):
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest[field] = value
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=match):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "{}", "[]", '{"format": "neurodeploy.bundle/1"}'])
+def test_malformed_manifests_are_bundle_errors(bundle_copy, text):
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    (bundle_copy / "manifest.json").write_text(text)
+    with pytest.raises(BundleError):
+        load_bundle(bundle_copy)
+
+
+def _edit_onnx(folder, name, edit):
+    import onnx
+
+    model = onnx.load(str(folder / name))
+    edit(model)
+    onnx.save(model, str(folder / name))
+    _rehash(folder)
+
+
+def test_onnx_external_data_outside_the_bundle_is_refused(bundle_copy):
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    def edit(model):
+        import onnx
+
+        tensor = model.graph.initializer[0]
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "location", "../../etc/passwd"
+
+    _edit_onnx(bundle_copy, "backbone_step.onnx", edit)
+    with pytest.raises(BundleError, match="external data.*not a plain file name"):
+        load_bundle(bundle_copy)
+
+
+def test_onnx_loop_and_huge_allocation_are_refused(bundle_copy):
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    def add_loop(model):
+        model.graph.node.append(helper.make_node("Loop", ["", "", ""], ["forever"], name="spin",
+                                                 body=helper.make_graph([], "body", [], [])))
+
+    _edit_onnx(bundle_copy, "backbone_step.onnx", add_loop)
+    with pytest.raises(BundleError, match="Loop"):
+        load_bundle(bundle_copy)
+
+    def add_allocation(model):
+        model.graph.node.remove(model.graph.node[-1])
+        model.graph.initializer.append(numpy_helper.from_array(np.array([3, 1 << 30], np.int64), "huge_shape"))
+        model.graph.node.append(helper.make_node("ConstantOfShape", ["huge_shape"], ["big"], name="alloc"))
+
+    _edit_onnx(bundle_copy, "backbone_step.onnx", add_allocation)
+    with pytest.raises(BundleError, match="alloc.*elements"):
+        load_bundle(bundle_copy)
+    del onnx
+
+
+def test_onnx_declared_shape_must_match_the_config(bundle_copy):
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    def edit(model):
+        dims = next(i for i in model.graph.input if i.name == "ssm_state").type.tensor_type.shape.dim
+        dims[3].dim_value = 10**6
+
+    _edit_onnx(bundle_copy, "backbone_step.onnx", edit)
+    with pytest.raises(BundleError, match="ssm_state"):
+        load_bundle(bundle_copy)
+
+
+def test_hdf5_artifact_that_inflates_is_refused(bundle_copy):
+    import h5py
+
+    from neurodeploy.bundle import BundleError, load_bundle
+
+    with h5py.File(bundle_copy / "frontend.nir", "w") as f:
+        f.create_dataset("w", shape=(20_000, 20_000), dtype="f4", chunks=(1000, 1000), compression="gzip")
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["artifacts"]["frontend.nir"] = {"sha256": "0" * 64, "bytes": 0}
+    _rehash(bundle_copy, manifest)
+    with pytest.raises(BundleError, match="frontend.nir.*dataset 'w'"):
+        load_bundle(bundle_copy)
+
+
+def test_signed_bundles(bundle_copy, tmp_path):
+    from click.testing import CliRunner
+
+    from neurodeploy.bundle import load_bundle
+    from neurodeploy.bundle_signing import SignatureError, generate_keypair, sign_manifest
+    from neurodeploy.cli import main
+
+    generate_keypair(tmp_path / "k", tmp_path / "k.pub")
+    generate_keypair(tmp_path / "other", tmp_path / "other.pub")
+    with pytest.raises(SignatureError, match="not signed"):
+        load_bundle(bundle_copy, trusted_key=tmp_path / "k.pub")
+    sign_manifest(bundle_copy / "manifest.json", tmp_path / "k")
+    assert load_bundle(bundle_copy, trusted_key=tmp_path / "k.pub").dt_us == 1000
+    with pytest.raises(SignatureError, match="does not verify"):
+        load_bundle(bundle_copy, trusted_key=tmp_path / "other.pub")
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["dt_us"] = 2000
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SignatureError, match="does not verify"):
+        load_bundle(bundle_copy, trusted_key=tmp_path / "k.pub")
+    events = tmp_path / "e.npz"
+    E.save(E.Recording(_events(50, (34, 34), 100_000), (34, 34)), events)
+    result = CliRunner().invoke(main, ["run", str(bundle_copy), str(events), "--trust", str(tmp_path / "k.pub"),
+                                       "--frontend", "torch", "--backbone", "torch"])
+    assert result.exit_code == 1 and "does not verify" in result.output
+
+
+def test_export_sign_then_run_trust(small_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from neurodeploy.bundle_signing import generate_keypair
+    from neurodeploy.cli import main
+
+    generate_keypair(tmp_path / "k", tmp_path / "k.pub")
+    runner = CliRunner()
+    out = tmp_path / "signed"
+    result = runner.invoke(main, ["export", str(small_checkpoint), "-o", str(out), "--artifacts", "onnx",
+                                  "--sign", str(tmp_path / "k")])
+    assert result.exit_code == 0, result.output
+    events = tmp_path / "e.npz"
+    E.save(E.Recording(_events(50, (34, 34), 100_000), (34, 34)), events)
+    result = runner.invoke(main, ["run", str(out), str(events), "--trust", str(tmp_path / "k.pub"),
+                                  "--frontend", "torch"])
+    assert result.exit_code == 0, result.output
+    assert "1 samples" in result.output
+
+
+# -- streams ----------------------------------------------------------------------------------------
+class _CountingFrontend:
+    """A stand-in runtime: the streaming bookkeeping under test, not a model."""
+
+    layer_names = ("lif",)
+
+    def __init__(self):
+        self.spike_counts = {"lif": 0}
+
+    def reset(self, batch):
+        self.spike_counts = {"lif": 0}
+
+    def step(self, frame):
+        return frame.sum(dim=(1, 2, 3), keepdim=False)[:, None]
+
+
+class _SumBackbone:
+    def reset(self, batch):
+        self.total = torch.zeros(1, 2)
+
+    def step(self, spikes):
+        self.total = self.total + torch.cat([spikes, -spikes], dim=1)
+        return self.total
+
+    def flush(self):
+        return self.total
+
+
+def _run(packets, **options):
+    from neurodeploy.stream import StreamOptions, StreamRun
+
+    run = StreamRun(_CountingFrontend(), _SumBackbone(), packets, (34, 34), StreamOptions(**options))
+    return run, list(run)
+
+
+def test_an_event_an_hour_ahead_closes_the_sample_without_a_gap_sized_allocation():
+    events = _events(100, (34, 34), 100_000)
+    late = E.make_events([1], [1], [int(events["t"][-1]) + 3_600_000_000], [1])
+    tracemalloc.start()
+    run, results = _run([events, late], dt_us=1000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 << 20
+    assert len(results) == 2 and results[0].n_events == 100 and results[1].n_events == 1
+    summary = run.summary()
+    assert summary["time_jumps"] == 1 and summary["largest_time_jump_us"] >= 3_600_000_000
+    assert summary["steps"] < 200
+    # windows are re-anchored at the jump instead of stepping through 12 000 empty windows
+    run, results = _run([events, late], dt_us=1000, window_us=300_000)
+    assert len(results) == 2 and run.summary()["time_jumps"] == 1
+    # the jump is a configurable bound; a jump below it runs its bins in bounded batches
+    run, results = _run([events, late], dt_us=10_000, max_time_jump_us=4_000_000_000)
+    assert len(results) == 1 and run.summary()["time_jumps"] == 0 and results[0].n_steps > 360_000
+
+
+def test_dt_us_range():
+    from neurodeploy.stream import StreamOptions
+
+    for dt in (0, -5, 10**9, 1.5):
+        with pytest.raises(ValueError, match="dt_us"):
+            StreamOptions(dt_us=dt)
+
+
+def test_long_stream_keeps_bounded_state():
+    """100 000 steps in 1 000 samples: results, per-sample lists and latencies stay bounded."""
+    def packets():
+        for k in range(1000):
+            yield E.make_events([1, 2], [1, 2], [k * 100_000, k * 100_000 + 50_000], [1, 0])
+
+    run, results = _run(packets(), dt_us=1000, window_us=100_000, keep_results=10, keep_steps=16)
+    summary = run.summary()
+    assert summary["samples"] == 1000 and summary["steps"] == 100_000
+    assert len(run.results) == 10 and all(len(r.step_latency_us) <= 16 for r in run.results)
+    assert summary["step_latency_us"]["p50"] > 0
+    assert run.stats.step_latency_us.counts.nbytes < 20_000
+
+
+@pytest.mark.slow
+def test_million_step_soak_has_flat_rss():
+    import resource
+
+    def packets():
+        for k in range(10_000):
+            yield E.make_events([1, 2], [1, 2], [k * 100_000, k * 100_000 + 50_000], [1, 0])
+
+    from neurodeploy.stream import StreamOptions, StreamRun
+
+    run = StreamRun(_CountingFrontend(), _SumBackbone(), packets(), (34, 34),
+                    StreamOptions(dt_us=1000, window_us=100_000, keep_results=100))
+    rss = []
+    for i, _ in enumerate(run):
+        if i % 1000 == 999:
+            rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    assert run.summary()["steps"] == 1_000_000
+    assert rss[-1] - rss[1] < 20_000  # KB: flat after warm-up
+
+
+# -- Lava workers ----------------------------------------------------------------------------------
+@pytest.mark.lava
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_killed_lava_run_leaves_no_orphans_and_no_shared_memory(signal_name):
+    import signal
+    import subprocess
+    import sys
+
+    def descendants(pid):
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    parent = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if parent == pid:
+                    found += [int(entry), *descendants(int(entry))]
+        return found
+
+    def alive(pid):
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    before = set(os.listdir("/dev/shm"))
+    child = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "lava_kill_child.py")],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert child.stdout.readline().strip() == b"running"
+    time.sleep(1)
+    workers = descendants(child.pid)
+    ours = set(os.listdir("/dev/shm")) - before
+    assert len(workers) >= 5 and ours
+    child.send_signal(getattr(signal, signal_name))
+    child.wait(30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (any(alive(w) for w in workers) or ours & set(os.listdir("/dev/shm"))):
+        time.sleep(0.2)
+    left = [w for w in workers if alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left
+    assert not ours & set(os.listdir("/dev/shm"))
