@@ -642,3 +642,123 @@ def test_killed_lava_run_leaves_no_orphans_and_no_shared_memory(signal_name):
         os.kill(w, signal.SIGKILL)
     assert not left
     assert not ours & set(os.listdir("/dev/shm"))
+
+
+# -- live DV peers ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dv_stream_bytes(tmp_path_factory):
+    """What dv-processing's NetworkWriter sends for 300 events in 7 packets, captured from a real writer."""
+    import socket
+    import subprocess
+    import sys
+
+    from test_events_live import SERVER
+
+    folder = tmp_path_factory.mktemp("dv")
+    np.save(folder / "ev.npy", _events(300, (34, 34), 100_000))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(folder / "ev.npy"), str(port), "34", "34"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "listening"
+        data = b""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            while chunk := client.recv(1 << 16):
+                data += chunk
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
+        server.wait()
+    from neurodeploy.events.aedat4_framing import parse_io_header
+
+    header = parse_io_header(data, "capture")
+    return data[:header.length], data[header.length:]
+
+
+def _serve(data: bytes, linger_s: float = 0.0):
+    """A peer that sends `data` at once to the first client, then waits linger_s and closes."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def send():
+        connection, _ = server.accept()
+        with connection:
+            connection.sendall(data)
+            time.sleep(linger_s)
+        server.close()
+
+    threading.Thread(target=send, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def _packets(body: bytes) -> list[bytes]:
+    out, at = [], 0
+    while at < len(body):
+        size = struct.unpack_from("<i", body, at + 4)[0]
+        out.append(body[at:at + 8 + size])
+        at += 8 + size
+    return out
+
+
+def test_dv_burst_then_disconnect_delivers_every_packet(dv_stream_bytes):
+    header, body = dv_stream_bytes
+    packets = _packets(body)
+    burst = header + b"".join(packets * 43)  # 301 packets sent at once, then the close
+    source = E.dv_network_source("127.0.0.1", _serve(burst), non_monotonic="keep")
+    delivered = list(source)
+    assert len(delivered) == source.stats.packets == 7 * 43
+    assert source.stats.packets_lost == 0
+
+
+@pytest.mark.parametrize("attack,match", [
+    ("garbage_after_header", "claims"),
+    ("garbage_before_header", "header size"),
+    ("short_type_identifier", "four characters"),
+    ("packet_claims_2gb", "claims 2147483000 bytes"),
+    ("corrupt_flatbuffer", "corrupt event packet"),
+])
+def test_dv_misbehaving_peers_end_with_a_message(dv_stream_bytes, attack, match):
+    header, body = dv_stream_bytes
+    rng = np.random.default_rng(0)
+    data = {
+        "garbage_after_header": header + rng.integers(0, 256, 100_000, dtype=np.uint8).tobytes(),
+        "garbage_before_header": rng.integers(0, 256, 64, dtype=np.uint8).tobytes().replace(b"\x00", b"\xff") + header,
+        "short_type_identifier": None,
+        "packet_claims_2gb": header + body[:4] + struct.pack("<i", 2147483000) + body[8:],
+        "corrupt_flatbuffer": header + body[:8] + bytes(16) + body[24:],
+    }[attack]
+    if attack == "short_type_identifier":
+        size = struct.unpack_from("<i", header)[0]
+        forged = header[4:].replace(b">EVTS<", b">EVT <")
+        data = struct.pack("<i", size) + forged + body
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(E.EventFileError, match=match):
+        list(E.dv_network_source("127.0.0.1", _serve(data, linger_s=0.5), read_timeout_s=2))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert time.perf_counter() - started < 3 and peak < 50 << 20
+
+
+def test_dv_cut_inside_a_packet_is_counted(dv_stream_bytes):
+    header, body = dv_stream_bytes
+    cut = header + body[: len(body) - 100]
+    source = E.dv_network_source("127.0.0.1", _serve(cut))
+    delivered = list(source)
+    assert len(delivered) == 6 and source.stats.packets_lost == 1 and source.stats.bytes_lost > 0
+
+
+def test_dv_silent_peer_and_budgets(dv_stream_bytes):
+    header, body = dv_stream_bytes
+    with pytest.raises(E.EventFileError, match="no data for 0.3 s"):
+        list(E.dv_network_source("127.0.0.1", _serve(header + body[:50], linger_s=2), read_timeout_s=0.3))
+    with pytest.raises(E.EventFileError, match="budget of 2000 bytes"):
+        list(E.dv_network_source("127.0.0.1", _serve(header + body), max_bytes=2000))
+    with pytest.raises(E.EventFileError, match="budget of 100 events"):
+        list(E.dv_network_source("127.0.0.1", _serve(header + body), max_events=100))
