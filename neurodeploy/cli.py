@@ -252,6 +252,12 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
     click.echo(f"events {summary['events_received']:,} in {summary['packets_received']} packets; dropped "
                f"{summary['packets_dropped']} packets ({summary['events_dropped']} events); outside samples "
                f"{summary['events_outside_samples']}")
+    source = summary.get("source", {})
+    if source.get("packets_lost") or source.get("bytes_lost"):
+        click.echo(f"source lost {source['packets_lost']} packets ({source['bytes_lost']} bytes)")
+    if summary.get("time_jumps"):
+        click.echo(f"{summary['time_jumps']} time jumps over the limit (largest {summary['largest_time_jump_us']} us): "
+                   "the sample was closed at each")
 
 
 @main.command()
