@@ -104,8 +104,32 @@ def check_file(path, file_size: int) -> IoHeader:
     if header is None:
         raise EventFileError(path, "the file ends inside its IOHeader", offset=len(FILE_MAGIC),
                              fix="the file is truncated")
-    if header.data_table_position >= file_size:
-        raise EventFileError(path, f"the data table is said to start at byte {header.data_table_position}, "
-                                   f"past the end of the file ({file_size} bytes)", offset=len(FILE_MAGIC) + 4,
-                             fix="the file is truncated or its header is corrupt")
     return header
+
+
+def stream_ids(description: str) -> set[int]:
+    """The stream ids (outInfo/<id>) the description declares."""
+    return {int(i) for i in re.findall(r'path="[^"]*/outInfo/(\d+)/"', description)}
+
+
+def scan_packets(path, start: int, end: int, ids: set[int]) -> tuple[int, int]:
+    """Walk the packet headers (int32 stream id, int32 size) from start to end without reading the
+    payloads: (offset where the last complete packet ends, number of complete packets). A header
+    with an unknown stream id or a size that is not positive is an error; a packet that runs past
+    `end` is where the complete packets stop (a truncated file, or a size that lies: both must
+    not reach a decoder that allocates the claimed size)."""
+    offset, count = start, 0
+    with open(path, "rb") as f:
+        while offset + 8 <= end:
+            f.seek(offset)
+            stream_id, size = struct.unpack("<ii", f.read(8))
+            if stream_id not in ids:
+                raise EventFileError(path, f"packet of unknown stream {stream_id} (declared: {sorted(ids)})",
+                                     offset=offset, fix="the file is corrupt")
+            if size <= 0:
+                raise EventFileError(path, f"packet claims {size} bytes", offset=offset, fix="the file is corrupt")
+            if offset + 8 + size > end:
+                break
+            offset += 8 + size
+            count += 1
+    return offset, count

@@ -57,7 +57,7 @@ class EventFileSource:
         self._file = None
         override = tuple(sensor_size) if sensor_size is not None else None
         if self.format == "aedat4":
-            header, self._raw = aedat4.open_packets(self.path, stream)
+            header, self._raw = aedat4.open_packets(self.path, stream, policy.truncated, self.stats)
         elif self.format in ("npy", "npz"):
             events, header = numpy_io.read(self.path)
             self._raw = iter([events])
