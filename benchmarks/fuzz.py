@@ -8,8 +8,9 @@ Per decoder it prints: inputs, process deaths (a worker that died: abort, segfau
 answer within --hang-s, default 5 s: the worker is killed), exceptions outside NeurodeployError
 (a bug), NeurodeployError refusals, files decoded, the slowest input, and the peak RSS of a
 worker against its RSS right after the imports (the baseline measured in the same run; workers
-are recycled every --recycle inputs so the peak belongs to a window of inputs). `--dv` adds a
-row that decodes the AEDAT4 mutants with dv-processing's MonoCameraRecording directly (what
+are recycled every --recycle inputs so the peak belongs to a window of inputs). The row dv_stream
+feeds mutants of a DV network stream (an AEDAT4 file's IOHeader and packets) through a socket to
+events.dv_network's reader. `--dv` adds a row that decodes the AEDAT4 mutants with dv-processing's MonoCameraRecording directly (what
 load() used before issue 21), the baseline for choosing faery.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
-from neurodeploy.events.mutation import WRITABLE, mutate, valid_file
+from neurodeploy.events.mutation import WRITABLE, dv_stream, mutate, valid_file
 
 POLICIES = ({}, {"out_of_bounds": "drop", "non_monotonic": "keep", "truncated": "count"})
 
@@ -41,11 +42,41 @@ def _decode_dv(path: str) -> int:
         n += batch.size()
 
 
+def _decode_dv_stream(data: bytes) -> int:
+    """The mutant as a DV network peer would send it, through a socket pair, then closed."""
+    import socket
+    import threading
+
+    from neurodeploy.events.dv_network import DvStreamReader
+    from neurodeploy.events.errors import DecodeStats
+
+    ours, peer = socket.socketpair()
+
+    def send():
+        with peer:
+            try:
+                peer.sendall(data)
+            except OSError:  # the reader refused and closed first
+                pass
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    n = 0
+    try:
+        reader = DvStreamReader(ours, "<fuzz>", DecodeStats(), read_timeout_s=2.0)
+        while (packet := reader.next_packet()) is not None:
+            n += len(packet)
+    finally:
+        ours.close()
+        sender.join()
+    return n
+
+
 def _worker(conn, kind: str, folder: str) -> None:
     import neurodeploy.events as E
     from neurodeploy.errors import NeurodeployError
 
-    base = valid_file(kind.removesuffix("+dv"))
+    base = dv_stream() if kind == "dv_stream" else valid_file(kind.removesuffix("+dv"))
     conn.send(("ready", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
     path = os.path.join(folder, f"{os.getpid()}.{'aedat4' if kind.startswith('aedat4') else 'in'}")
     fmt = {"aedat4_dv": "aedat4", "aedat4+dv": "aedat4"}.get(kind, kind)
@@ -60,6 +91,8 @@ def _worker(conn, kind: str, folder: str) -> None:
         try:
             if kind == "aedat4+dv":
                 _decode_dv(path)
+            elif kind == "dv_stream":
+                _decode_dv_stream(data)
             else:
                 E.load(path, format=fmt, sensor_size=(34, 34) if fmt in ("nmnist_bin", "npy") else None,
                        **POLICIES[seed % 2])
@@ -167,7 +200,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inputs", type=int, default=100_000, help="mutants per decoder")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--kinds", default=",".join(WRITABLE), help=f"comma-separated, of {list(WRITABLE)}")
+    parser.add_argument("--kinds", default=",".join([*WRITABLE, "dv_stream"]),
+                        help=f"comma-separated, of {[*WRITABLE, 'dv_stream']}")
     parser.add_argument("--dv", action="store_true", help="also decode the AEDAT4 mutants with dv-processing")
     parser.add_argument("--hang-s", type=float, default=5.0)
     parser.add_argument("--recycle", type=int, default=2000)

@@ -43,8 +43,9 @@ def _events(n: int, size=(128, 128), span=2_000_000, seed=0) -> np.ndarray:
 # -- regression corpus ---------------------------------------------------------------------------
 # (kind, seed): mutants that aborted the interpreter before issue 21 (faery on a non-UTF-8 AEDAT4
 # description: a pyo3 panic in a destructor), found by benchmarks/fuzz.py
+# and packets whose header claims -1 bytes (faery allocated 4 GB and took 10 s)
 CORPUS = [("aedat4", 679), ("aedat4_dv", 199), ("aedat4_dv", 403), ("aedat4_dv", 411), ("aedat4_dv", 577),
-          ("aedat4_dv", 589), ("aedat4_dv", 765)]
+          ("aedat4_dv", 589), ("aedat4_dv", 765), ("aedat4", 3491), ("aedat4_dv", 2981)]
 
 
 @pytest.mark.parametrize("kind,seed", CORPUS)
@@ -54,6 +55,36 @@ def test_corpus_mutants_are_refused_cleanly(tmp_path, kind, seed):
     with pytest.raises(NeurodeployError, match="m.aedat4"):
         E.load(path, **(LENIENT if seed % 2 else {}))
     assert time.perf_counter() - started < 5
+
+
+def test_aedat4_truncated_inside_a_packet_follows_the_policy(tmp_path):
+    path = tmp_path / "t.aedat4"
+    E.save(E.Recording(_events(20_000), (128, 128)), path)
+    data = path.read_bytes()
+    cut = _write(tmp_path, "cut.aedat4", data[: len(data) // 2])
+    with pytest.raises(E.EventFileError, match="truncated"):
+        E.load(cut)
+    kept = E.load(cut, truncated="count")
+    assert 0 < len(kept) < 20_000 and kept.stats.truncated_bytes > 0
+    assert np.array_equal(kept.events, E.load(path).events[: len(kept)])
+
+
+def test_dv_stream_fuzz_target():
+    """The DV network reader on mutated streams (fed through a socket pair): errors or events."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from fuzz import _decode_dv_stream
+
+    from neurodeploy.events.mutation import dv_stream
+
+    base = dv_stream()
+    assert _decode_dv_stream(base) == 200
+    for seed in range(150):
+        try:
+            _decode_dv_stream(mutate(base, np.random.default_rng(seed)))
+        except E.EventFileError:
+            pass
 
 
 def test_aedat4_non_utf8_description_is_refused_before_faery(tmp_path):

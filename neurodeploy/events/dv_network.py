@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import socket
 import struct
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -37,17 +38,25 @@ class StreamEnded(Exception):
         self.partial = partial
 
 
-def _stream_info(description: str) -> tuple[int | None, str | None, tuple[int, int] | None]:
-    """(stream id, compression, resolution) of the event output in the XML description."""
-    for match in re.finditer(r'<node name="(\d+)" path="/outInfo/\d+/">(.*?)</node>\s*</node>', description, re.S):
-        body = match.group(2)
-        if re.search(r'key="typeIdentifier"[^>]*>\s*EVTS\s*<', body):
-            size_x = re.search(r'key="sizeX"[^>]*>\s*(\d+)\s*<', body)
-            size_y = re.search(r'key="sizeY"[^>]*>\s*(\d+)\s*<', body)
-            compression = re.search(r'key="compression"[^>]*>\s*(\w+)\s*<', body)
-            resolution = (int(size_x[1]), int(size_y[1])) if size_x and size_y else None
-            return int(match.group(1)), compression[1] if compression else None, resolution
-    return None, None, None
+def _stream_info(description: str, name: str) -> tuple[int | None, tuple[int, int] | None]:
+    """(stream id, resolution) of the event output (typeIdentifier EVTS) in the XML description:
+    <node path=".../outInfo/<id>/"> with <attr key="typeIdentifier"> and an <node name="info">
+    holding sizeX / sizeY."""
+    if "<!" in description:  # no DTD, no entities: nothing to expand
+        raise EventFileError(name, "the stream description holds a DTD or entity declarations", offset=4, fix=_FIX)
+    try:
+        root = ElementTree.fromstring(description)
+    except ElementTree.ParseError as err:
+        raise EventFileError(name, f"the stream description is not XML: {err}", offset=4, fix=_FIX) from None
+    for node in root.iter("node"):
+        match = re.search(r"/outInfo/(\d+)/$", node.get("path", ""))
+        attrs = {a.get("key"): (a.text or "").strip() for a in node.findall("attr")}
+        if match and attrs.get("typeIdentifier") == "EVTS":
+            info = {a.get("key"): (a.text or "").strip() for a in node.findall("node[@name='info']/attr")}
+            size_x, size_y = info.get("sizeX", ""), info.get("sizeY", "")
+            resolution = (int(size_x), int(size_y)) if size_x.isdigit() and size_y.isdigit() else None
+            return int(match.group(1)), resolution
+    return None, None
 
 
 class DvStreamReader:
@@ -60,13 +69,17 @@ class DvStreamReader:
         self.read_timeout_s = read_timeout_s
         sock.settimeout(read_timeout_s)
         self.offset = 0
-        head = self._read_exactly(4, header=True)
-        size = struct.unpack("<i", head)[0]
-        if not 8 <= size <= MAX_IO_HEADER_BYTES:  # garbage before the header: refused, not read
-            raise EventFileError(name, f"stream header size {size} outside 8..{MAX_IO_HEADER_BYTES}", offset=0,
-                                 fix=_FIX)
-        self.header: IoHeader = parse_io_header(head + self._read_exactly(size, header=True), name)
-        self.stream_id, _, self.resolution = _stream_info(self.header.description)
+        try:
+            head = self._read_exactly(4, header=True)
+            size = struct.unpack("<i", head)[0]
+            if not 8 <= size <= MAX_IO_HEADER_BYTES:  # garbage before the header: refused, not read
+                raise EventFileError(name, f"stream header size {size} outside 8..{MAX_IO_HEADER_BYTES}", offset=0,
+                                     fix=_FIX)
+            self.header: IoHeader = parse_io_header(head + self._read_exactly(size, header=True), name)
+        except StreamEnded:
+            raise EventFileError(name, "the peer closed inside the stream header", offset=self.offset,
+                                 fix=_FIX) from None
+        self.stream_id, self.resolution = _stream_info(self.header.description, name)
         if self.stream_id is None:
             raise EventFileError(name, "the DV stream carries no event output (typeIdentifier EVTS)", field="stream",
                                  fix="connect to an event output")

@@ -42,6 +42,17 @@ def valid_file(kind: str, n_events: int = 200, seed: int = 0) -> bytes:
             return f.read()
 
 
+def dv_stream(n_events: int = 200, seed: int = 0) -> bytes:
+    """The bytes a DV network peer sends for a recording: an AEDAT4 file written here, less its
+    magic line and data table (the network stream is the IOHeader followed by the packets)."""
+    from .aedat4_framing import FILE_MAGIC, parse_io_header
+
+    data = valid_file("aedat4", n_events, seed)[len(FILE_MAGIC):]
+    header = parse_io_header(data, "<dv stream>")
+    end = header.data_table_position - len(FILE_MAGIC) if header.data_table_position > 0 else len(data)
+    return data[:end]
+
+
 def mutate(data: bytes, rng: np.random.Generator, max_ops: int = 4) -> bytes:
     """One mutant: 1..max_ops mutations of data, drawn from rng."""
     buf = bytearray(data)
