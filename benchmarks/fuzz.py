@@ -145,6 +145,7 @@ def fuzz(kind: str, inputs: int, jobs: int, hang_s: float, recycle: int, first_s
     worst = (0.0, None)
     peak_kb = baseline_kb = 0
     bad_seeds: list[tuple[str, int]] = []
+    retried: set[int] = set()  # seeds whose worker died once; a second death counts
     with tempfile.TemporaryDirectory() as folder:
         slots = [_Slot(kind, folder) for _ in range(jobs)]
         baseline_kb = max(s.baseline_kb for s in slots)
@@ -162,9 +163,14 @@ def fuzz(kind: str, inputs: int, jobs: int, hang_s: float, recycle: int, first_s
                     try:
                         outcome, seconds, size, rss_kb = slot.conn.recv()
                     except (EOFError, ConnectionResetError):
-                        counts["deaths"] += 1
-                        bad_seeds.append(("death", slot.seed))
+                        seed = slot.seed
                         slot.restart()
+                        if seed not in retried:  # once more in a fresh worker: is it the input?
+                            retried.add(seed)
+                            slot.send(seed)
+                            continue
+                        counts["deaths"] += 1
+                        bad_seeds.append(("death", seed))
                     else:
                         peak_kb = max(peak_kb, rss_kb)
                         if seconds > worst[0]:
@@ -191,6 +197,9 @@ def fuzz(kind: str, inputs: int, jobs: int, hang_s: float, recycle: int, first_s
                     next_seed += 1
         for slot in slots:
             slot.stop()
+    flaky = len(retried) - counts["deaths"]
+    if flaky:
+        bad_seeds.append(("died once, not again", flaky))
     return {"kind": kind, "inputs": inputs, **counts, "others": others, "slowest_s": worst[0],
             "slowest_seed": worst[1], "peak_rss_mb": peak_kb / 1024, "baseline_rss_mb": baseline_kb / 1024,
             "bad_seeds": bad_seeds[:10]}
