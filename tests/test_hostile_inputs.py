@@ -586,6 +586,15 @@ def test_an_event_an_hour_ahead_closes_the_sample_without_a_gap_sized_allocation
     assert len(results) == 1 and run.summary()["time_jumps"] == 0 and results[0].n_steps > 360_000
 
 
+def test_offline_binning_of_a_gap_is_refused_not_allocated():
+    from neurodeploy.events.binning import FrameBudgetError, to_frames_dt
+
+    events = E.make_events([1, 2], [1, 2], [0, 3_600_000_000], [1, 0])
+    with pytest.raises(FrameBudgetError, match="GiB"):
+        to_frames_dt(events, (128, 128), 1000)
+    assert to_frames_dt(events, (128, 128), 1000, n_bins=10).shape == (10, 2, 128, 128)
+
+
 def test_dt_us_range():
     from neurodeploy.stream import StreamOptions
 

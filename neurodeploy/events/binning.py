@@ -11,11 +11,27 @@ import dataclasses
 
 import numpy as np
 
+from neurodeploy.errors import NeurodeployError
+
 from .types import EVENT_DTYPE
+
+
+# frames binned in one call: one event an hour after the others must not become a 6 GiB array
+# (issue 21); a longer span is a refusal naming the way out (stream it, or pass n_bins)
+MAX_FRAME_BYTES = 2 << 30
+
+
+class FrameBudgetError(NeurodeployError, ValueError):
+    """Binning that would allocate more than MAX_FRAME_BYTES."""
 
 
 def _accumulate(events: np.ndarray, bin_index: np.ndarray, n_bins: int, sensor_size, dtype) -> np.ndarray:
     width, height = sensor_size
+    needed = int(n_bins) * 2 * int(width) * int(height) * np.dtype(dtype).itemsize
+    if needed > MAX_FRAME_BYTES:
+        raise FrameBudgetError(f"{n_bins} bins of {width}x{height} would take {needed / 2**30:.1f} GiB, more than "
+                               f"{MAX_FRAME_BYTES / 2**30:.0f} GiB (a time gap?); stream the events (`neurodeploy "
+                               "run`), cut the recording, or bin fewer bins (n_bins=)")
     plane = height * width
     flat = (bin_index * 2 + (events["p"] > 0).astype(np.int64)) * plane \
         + events["y"].astype(np.int64) * width + events["x"].astype(np.int64)
