@@ -802,3 +802,27 @@ def test_dv_silent_peer_and_budgets(dv_stream_bytes):
         list(E.dv_network_source("127.0.0.1", _serve(header + body), max_bytes=2000))
     with pytest.raises(E.EventFileError, match="budget of 100 events"):
         list(E.dv_network_source("127.0.0.1", _serve(header + body), max_events=100))
+
+
+def test_udp_budgets():
+    import socket
+    import threading
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = E.udp_source("127.0.0.1", port, (34, 34), idle_timeout_s=2.0, max_events=150)
+    errors = []
+
+    def read():
+        try:
+            list(source)
+        except E.EventFileError as err:
+            errors.append(err)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.1)
+    E.send_udp(_events(400, (34, 34), 100_000), ("127.0.0.1", port), events_per_packet=100, datagrams_per_s=500)
+    reader.join(10)
+    assert errors and "budget of 150 events" in str(errors[0]) and source.stats.events <= 150

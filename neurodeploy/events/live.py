@@ -215,8 +215,9 @@ class UdpSource(_Source):
     ends on an empty datagram (what send_udp() sends last), after idle_timeout_s, or on stop()."""
 
     def __init__(self, host: str, port: int, sensor_size: tuple[int, int], *, idle_timeout_s: float = 2.0,
-                 out_of_bounds: str = "error"):
+                 out_of_bounds: str = "error", max_bytes: int | None = None, max_events: int | None = None):
         super().__init__()
+        self.max_bytes, self.max_events = max_bytes, max_events  # budgets of the stream (None: none)
         self.sensor_size = tuple(sensor_size)
         self.idle_timeout_s = idle_timeout_s
         self.name = f"udp://{host}:{port}"
@@ -243,6 +244,13 @@ class UdpSource(_Source):
                 self.stats.bytes_read += len(data)
                 if not data:
                     return
+                if self.max_bytes is not None and self.stats.bytes_read > self.max_bytes:
+                    raise EventFileError(self.name, f"more than the budget of {self.max_bytes} bytes arrived",
+                                         fix="raise max_bytes, or check the senders")
+                if self.max_events is not None and \
+                        self.stats.events + len(data) // FAERY_DTYPE.itemsize > self.max_events:
+                    raise EventFileError(self.name, f"more than the budget of {self.max_events} events arrived",
+                                         fix="raise max_events, or check the senders")
                 whole = len(data) // FAERY_DTYPE.itemsize * FAERY_DTYPE.itemsize
                 self.stats.bytes_lost += len(data) - whole
                 raw = np.frombuffer(data, FAERY_DTYPE, count=whole // FAERY_DTYPE.itemsize)
