@@ -20,11 +20,11 @@ COLUMN_ALIASES = {"t": "t", "timestamp": "t", "ts": "t", "x": "x", "y": "y", "p"
 
 
 def size_from_comments(text: str) -> tuple[int, int] | None:
-    m = re.search(r"sensor[_ ]size\s*[:=]\s*\(?\s*(\d+)\s*[x,]\s*(\d+)", text, re.IGNORECASE)
+    m = re.search(r"sensor[_ ]size\s*[:=]\s*\(?\s*(\d{1,9})\s*[x,]\s*(\d{1,9})", text, re.IGNORECASE)
     if m:
         return int(m[1]), int(m[2])
-    w = re.search(r"width\s*[:=]\s*(\d+)", text, re.IGNORECASE)
-    h = re.search(r"height\s*[:=]\s*(\d+)", text, re.IGNORECASE)
+    w = re.search(r"width\s*[:=]\s*(\d{1,9})(?!\d)", text, re.IGNORECASE)
+    h = re.search(r"height\s*[:=]\s*(\d{1,9})(?!\d)", text, re.IGNORECASE)
     if w and h:
         return int(w[1]), int(h[1])
     return None

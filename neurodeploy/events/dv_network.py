@@ -54,7 +54,8 @@ def _stream_info(description: str, name: str) -> tuple[int | None, tuple[int, in
         if match and attrs.get("typeIdentifier") == "EVTS":
             info = {a.get("key"): (a.text or "").strip() for a in node.findall("node[@name='info']/attr")}
             size_x, size_y = info.get("sizeX", ""), info.get("sizeY", "")
-            resolution = (int(size_x), int(size_y)) if size_x.isdigit() and size_y.isdigit() else None
+            sizes = [re.fullmatch(r"[0-9]{1,9}", v) for v in (size_x, size_y)]
+            resolution = (int(size_x), int(size_y)) if all(sizes) else None
             return int(match.group(1)), resolution
     return None, None
 

@@ -60,7 +60,7 @@ def parse_header(text: bytes) -> PropheseeHeader:
                     elif k.strip() == "height" and _number(v) is not None:
                         height = _number(v)
         elif low.startswith("geometry "):
-            m = re.fullmatch(r"geometry\s+(\d+)\s*x\s*(\d+)", low)
+            m = re.fullmatch(r"geometry\s+(\d{1,9})\s*x\s*(\d{1,9})", low)
             if m:
                 width, height = int(m[1]), int(m[2])
         elif low.startswith("width "):
