@@ -1,5 +1,4 @@
 """A Lava run that steps until it is killed: the child of test_hostile_inputs' kill test."""
-import sys
 
 import torch
 
