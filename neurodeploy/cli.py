@@ -227,7 +227,8 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
         results = []
         console = _stderr_console()
         for result in stream:
-            results.append(result)
+            if as_json:  # printed at the end; otherwise nothing is kept (a live run may never end)
+                results.append(result)
             if not as_json:
                 mark = "" if result.label is None else ("  ok" if result.correct else f"  WRONG (label {result.label})")
                 click.echo(f"sample {result.index:3d}  [{result.t_start_us / 1e6:8.3f}s, {result.t_end_us / 1e6:8.3f}s)  "
