@@ -34,24 +34,32 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from neurodeploy.events.binning import to_frames_dt
-from neurodeploy.events.synthetic import LabelSegment
-from neurodeploy.events.types import EVENT_DTYPE
+from neurodeploy.bundle import Bundle, load_bundle
+from neurodeploy.errors import NeurodeployError
+from neurodeploy.events.binning import FrameBinner, to_frames_dt
+from neurodeploy.events.labels import LabelSegment, labels_beside, read_label_file
 from neurodeploy.latency_histogram import LogHistogram
-from neurodeploy.runtimes.frontend_runtime import BackboneRuntime, FrontendRuntime
+from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
+from neurodeploy.sources import open_source
 
 Overflow = Literal["block", "drop_oldest"]
+EventTransform = Callable[[np.ndarray], np.ndarray]
 _END = object()
 MIN_DT_US, MAX_DT_US = 1, 10_000_000
 _BINS_PER_BATCH = 256  # frames binned at once: bounds memory whatever the gap between events
 _INT64_MAX = np.iinfo(np.int64).max
+
+
+class StreamError(NeurodeployError, ValueError):
+    """A stream that cannot be opened as asked (sensor size, options); the message names the way out."""
 
 
 @dataclass(frozen=True)
@@ -70,21 +78,21 @@ class StreamOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.dt_us, bool) or not isinstance(self.dt_us, int) or not MIN_DT_US <= self.dt_us <= MAX_DT_US:
-            raise ValueError(f"dt_us = {self.dt_us!r}; expected an integer {MIN_DT_US}..{MAX_DT_US} microseconds")
+            raise StreamError(f"dt_us = {self.dt_us!r}; expected an integer {MIN_DT_US}..{MAX_DT_US} microseconds")
         if self.max_time_jump_us is not None and self.max_time_jump_us < self.dt_us:
-            raise ValueError(f"max_time_jump_us = {self.max_time_jump_us}; expected at least dt_us ({self.dt_us})")
+            raise StreamError(f"max_time_jump_us = {self.max_time_jump_us}; expected at least dt_us ({self.dt_us})")
         if self.keep_results < 1 or self.keep_steps < 1:
-            raise ValueError("keep_results and keep_steps must be >= 1")
+            raise StreamError("keep_results and keep_steps must be >= 1")
         if self.window_us is not None and self.window_us <= 0:
-            raise ValueError(f"window_us = {self.window_us}; expected a positive number of microseconds")
+            raise StreamError(f"window_us = {self.window_us}; expected a positive number of microseconds")
         if self.window_us is not None and self.labels is not None:
-            raise ValueError("give either labels or window_us to delimit samples, not both")
+            raise StreamError("give either labels or window_us to delimit samples, not both")
         if self.overflow not in ("block", "drop_oldest"):
-            raise ValueError(f"overflow = {self.overflow!r}; expected 'block' or 'drop_oldest'")
+            raise StreamError(f"overflow = {self.overflow!r}; expected 'block' or 'drop_oldest'")
         if self.replay_factor <= 0:
-            raise ValueError(f"replay_factor = {self.replay_factor}; expected > 0")
+            raise StreamError(f"replay_factor = {self.replay_factor}; expected > 0")
         if self.queue_packets < 1:
-            raise ValueError(f"queue_packets = {self.queue_packets}; expected >= 1")
+            raise StreamError(f"queue_packets = {self.queue_packets}; expected >= 1")
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,7 @@ class StreamRun:
         options: StreamOptions,
         *,
         live: bool = False,
+        labels_path: Path | None = None,
     ):
         self.frontend = frontend
         self.backbone = backbone
@@ -238,9 +247,21 @@ class StreamRun:
         self.sensor_size = tuple(sensor_size)
         self.options = options
         self.live = live
+        self.labels_path = labels_path  # the labels file the samples were cut by, if any
         self.stats = StreamStats()
         self.results: collections.deque[SampleResult] = collections.deque(maxlen=options.keep_results)
         self._last_t: int | None = None  # the last event's time, for the time-jump check
+
+    def close(self) -> None:
+        """Release the runtimes (Lava stops its processes)."""
+        self.frontend.close()
+        self.backbone.close()
+
+    def __enter__(self) -> StreamRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # -- packets in ---------------------------------------------------------------------
     def _packets(self) -> Iterator[tuple[float, np.ndarray]]:
@@ -371,32 +392,30 @@ class StreamRun:
         batch = 1
         self.frontend.reset(batch)
         self.backbone.reset(batch)
-        return _Sample(index=self.stats.samples, start=start, end=end, label=label, keep_steps=self.options.keep_steps)
+        binner = FrameBinner(self.sensor_size, self.options.dt_us, t_start=start, dtype=np.float32)
+        return _Sample(index=self.stats.samples, start=start, end=end, label=label, binner=binner,
+                       keep_steps=self.options.keep_steps)
 
     def _feed(self, sample: _Sample, events: np.ndarray, arrival: float) -> None:
-        dt = self.options.dt_us
         sample.n_events += len(events)
-        sample.pending.append(events)
-        last_t = int(events["t"][-1])
-        sample.last_t = last_t
-        complete = (last_t - sample.start) // dt  # bins that end at or before last_t
-        if complete > sample.steps:
-            self._run_bins(sample, complete, arrival)
+        sample.last_t = int(events["t"][-1])
+        # the bins that end at or before the last event are complete
+        sample.binner.push(events, max_bins=0)
+        self._advance(sample, int(events["t"].max()), arrival)
 
-    def _run_bins(self, sample: _Sample, upto: int, arrival: float | None) -> None:
-        dt = self.options.dt_us
-        events = np.concatenate(sample.pending) if sample.pending else np.zeros(0, EVENT_DTYPE)
-        while sample.steps < upto:  # a batch of bins at a time: memory does not grow with the gap
-            n_bins = min(upto - sample.steps, _BINS_PER_BATCH)
-            end_t = sample.start + (sample.steps + n_bins) * dt
-            done = events["t"] < end_t
-            frames = to_frames_dt(events[done], self.sensor_size, dt, t_start=sample.start + sample.steps * dt,
-                                  n_bins=n_bins, dtype=np.float32)
-            events = events[~done]
-            for frame in frames:
-                self._step(sample, torch.from_numpy(frame).unsqueeze(0))
-        sample.pending = [events]
-        if arrival is not None and self.live:
+    def _run_frames(self, sample: _Sample, frames: np.ndarray, arrival: float | None) -> None:
+        for frame in frames:
+            self._step(sample, torch.from_numpy(frame).unsqueeze(0))
+        if len(frames) and arrival is not None and self.live:
+            self.stats.decision_latency_us.add((time.perf_counter() - arrival) * 1e6)
+
+    def _advance(self, sample: _Sample, t_us: int, arrival: float | None) -> None:
+        """Run every bin that ends by t_us, _BINS_PER_BATCH at a time: memory does not grow with a gap."""
+        ran = False
+        while len(frames := sample.binner.advance_to(t_us, max_bins=_BINS_PER_BATCH)):
+            self._run_frames(sample, frames, None)
+            ran = True
+        if ran and arrival is not None and self.live:
             self.stats.decision_latency_us.add((time.perf_counter() - arrival) * 1e6)
 
     @torch.no_grad()
@@ -424,13 +443,11 @@ class StreamRun:
             # open-ended (the whole stream): up to the bin of the last event, the last one partial
             n_bins = max(sample.steps, (sample.last_t - sample.start) // dt + 1, 1)
         if n_bins > sample.steps:
-            self._run_bins(sample, n_bins, None)
+            self._advance(sample, sample.start + n_bins * dt, None)
         t = time.perf_counter()
-        drain = getattr(self.frontend, "flush", None)
-        if drain is not None:  # spikes still in a pipelined front-end: (1, n, C, H, W)
-            rest = torch.as_tensor(drain())
-            for k in range(rest.shape[1]):
-                self.backbone.step(rest[:, k])
+        rest = self.frontend.flush()  # spikes still in a pipelined front-end: (1, n, C, H, W)
+        for k in range(rest.shape[1]):
+            self.backbone.step(rest[:, k])
         logits = torch.as_tensor(self.backbone.flush())
         self.stats.compute_s += time.perf_counter() - t
         decision_us = (time.perf_counter() - arrival) * 1e6 if self.live else None
@@ -465,11 +482,11 @@ class _Sample:
     start: int
     end: int | None
     label: int | None
+    binner: FrameBinner
     steps: int = 0
     n_events: int = 0
     last_t: int = 0
     keep_steps: int = 100_000
-    pending: list[np.ndarray] = field(default_factory=list)
     anytime: collections.deque = field(init=False)
     latency_us: collections.deque = field(init=False)
 
@@ -485,33 +502,91 @@ def offline_frames(events: np.ndarray, sensor_size: tuple[int, int], dt_us: int,
     return to_frames_dt(inside, sensor_size, dt_us, t_start=start, n_bins=n_bins, dtype=np.float32)
 
 
-def stream(bundle: Any, source: str | Iterable[np.ndarray], *, frontend: str = "nir", backbone: str = "onnxruntime",
-           sensor_size: tuple[int, int] | None = None, follow: bool = False, **options: Any) -> StreamRun:
-    """The Python API of `neurodeploy run`: iterate the returned run for per-sample results.
+def check_sensor_size(bundle: Bundle, sensor_size: tuple[int, int], source: str) -> None:
+    """Refuse events whose sensor size is not the model's input size, naming both."""
+    c = bundle.config
+    if tuple(sensor_size) != (c.input_width, c.input_height):
+        raise StreamError(f"{source}: sensor size {sensor_size[0]}x{sensor_size[1]}, but the model expects "
+                          f"{c.input_width}x{c.input_height}; crop or resize the events first")
 
-    `bundle` is a Bundle or a bundle folder; `source` an event file path / `-` / address
-    (see neurodeploy.sources) or an iterable of event packets (then `sensor_size` is needed).
-    `options` are StreamOptions fields; `dt_us` defaults to the bundle's.
+
+def _sensor_size_after(transforms: Sequence[EventTransform], sensor_size: tuple[int, int]) -> tuple[int, int]:
+    # a transform that changes the geometry (a crop, a downscale) gives its output size through an
+    # `output_sensor_size(sensor_size)` method; every other transform keeps the sensor size
+    for transform in transforms:
+        resize = getattr(transform, "output_sensor_size", None)
+        if resize is not None:
+            sensor_size = tuple(resize(sensor_size))
+    return sensor_size
+
+
+def _transformed(packets: Iterable[np.ndarray], transforms: Sequence[EventTransform]) -> Iterator[np.ndarray]:
+    for packet in packets:
+        for transform in transforms:
+            packet = transform(packet)
+        yield packet
+
+
+def _steps_per_sample(dt_us: int, labels: tuple[LabelSegment, ...] | None, window_us: int | None) -> int | None:
+    """The longest sample in bins, when the samples are delimited (the pipelined Lava runtime needs it)."""
+    if labels:
+        return max(-(-(s.t_end_us - s.t_start_us) // dt_us) for s in labels)
+    if window_us:
+        return -(-window_us // dt_us)
+    return None
+
+
+def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray], *, frontend: str = "nir",
+           backbone: str = "onnxruntime", sensor_size: tuple[int, int] | None = None, follow: bool = False,
+           format: str | None = None, idle_timeout_s: float = 2.0,
+           labels: str | Path | Sequence[LabelSegment] | None = None, window_us: int | None = None,
+           transforms: Sequence[EventTransform] = (), live: bool | None = None,
+           steps_per_sample: int | None = None, **options: Any) -> StreamRun:
+    """Open a stream: the one way in, for `neurodeploy run`, `neurodeploy demo` and `neurodeploy.stream()`.
+
+    1. `bundle`: a Bundle or a bundle folder (loaded and checked).
+    2. `source`: an event file path, `-` or an address (see neurodeploy.sources), or an
+       iterable of event packets (then `sensor_size` is needed).
+    3. `transforms`: callables events -> events applied to every packet, in order.
+    4. The sensor size (after the transforms) must be the model's input size.
+    5. Samples: `labels` (a labels file or segments), else `window_us`, else the labels file
+       beside an event file (`<file>.labels.csv`), else the whole stream is one sample.
+    6. The runtimes: `frontend` (torch | nir | lava) and `backbone` (onnxruntime | torch); Lava
+       lays samples out on its clock and gets the longest sample's length (`steps_per_sample`,
+       by default from the labels or the window).
+    `live`: read the source on a thread through a bounded queue (default: as the source says;
+    True replays a file as a live source). `options` are further StreamOptions fields;
+    `dt_us` defaults to the bundle's. Iterate the returned run for per-sample results; close
+    it (or use `with`) to release the runtimes.
     """
-    from neurodeploy.bundle import Bundle, load_bundle
-    from neurodeploy.sources import labels_beside, open_source, read_label_file
-
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     options.setdefault("dt_us", bundle.dt_us)
-    if isinstance(source, str):
-        opened = open_source(source, sensor_size=sensor_size, follow=follow)
-        packets, size, live = opened.packets, opened.sensor_size, opened.live
-        if options.get("labels") is None and options.get("window_us") is None and labels_beside(source):
-            options["labels"] = read_label_file(labels_beside(source))
+    if isinstance(source, (str, Path)):
+        opened = open_source(str(source), sensor_size=sensor_size, follow=follow, format=format,
+                             idle_timeout_s=idle_timeout_s)
+        packets, size, source_live, name = opened.packets, opened.sensor_size, opened.live, str(source)
     else:
         if sensor_size is None:
-            raise ValueError("a packet iterable carries no sensor size: pass sensor_size=(width, height)")
-        packets, size, live = source, tuple(sensor_size), False
-    if isinstance(options.get("labels"), list):
-        options["labels"] = tuple(options["labels"])
-    return StreamRun(bundle.frontend_runtime(frontend), bundle.backbone_runtime(backbone), packets, size,
-                     StreamOptions(**options), live=live)
+            raise StreamError("a packet iterable carries no sensor size: pass sensor_size=(width, height)")
+        packets, size, source_live, name = source, tuple(sensor_size), False, "<packets>"
+    if transforms:
+        packets, size = _transformed(packets, transforms), _sensor_size_after(transforms, size)
+    check_sensor_size(bundle, size, name)
+
+    labels_path = None
+    if labels is None and window_us is None and isinstance(source, (str, Path)):
+        labels = labels_beside(source)
+    if isinstance(labels, (str, Path)):
+        labels_path, labels = Path(labels), read_label_file(labels)
+    segments = tuple(labels) if labels is not None else None
+    if steps_per_sample is None:
+        steps_per_sample = _steps_per_sample(options["dt_us"], segments, window_us)
+    stream_options = StreamOptions(labels=segments, window_us=window_us, **options)
+    runtime_options = {} if steps_per_sample is None else {"steps_per_sample": steps_per_sample}
+    return StreamRun(bundle.frontend_runtime(frontend, **runtime_options), bundle.backbone_runtime(backbone),
+                     packets, size, stream_options, live=source_live if live is None else live,
+                     labels_path=labels_path)
 
 
 class _CallableModule(types.ModuleType):

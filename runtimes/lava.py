@@ -8,7 +8,7 @@
 Network: an `Injector` feeds each frame (graded event counts) into the first synapse, one
 `Extractor` per LIF layer reads its spikes every step. In fixed point the network is the netx
 file itself (`lava.lib.dl.netx.hdf5.Network`, `Loihi2SimCfg(select_tag="fixed_pt")`); in
-floating point it is built from `neurodeploy.exporters.netx.lava_layers(graph)` as
+floating point it is built from `neurodeploy.runtimes.lava_layers.lava_layers(graph)` as
 `lava.proc.conv` Conv + `lava.proc.lif` LIF processes (du = 1, dv = 1 - beta, vth, bias), with
 a 1x1 Conv from a layer's spikes back into its own input for recurrent models.
 
@@ -56,18 +56,23 @@ import nir
 import numpy as np
 import torch
 
-from neurodeploy.exporters.netx import LavaLayer, LavaMappingError, lava_layers
+from neurodeploy.runtimes.lava_layers import LavaLayer, LavaMappingError, lava_layers
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.lava_compat import import_lava
 from neurodeploy.runtimes.lava_fixed_point import read_netx_layers
 from neurodeploy.runtimes import process_guard
-from neurodeploy.runtimes.frontend_runtime import SpikeCounting
+from neurodeploy.runtimes.contract import FrontendRuntime, RuntimeOperationError
 
 CHUNK_STEPS = 32  # steps per blocking Lava run; the I/O buffers hold one chunk
 _open_runtimes: "weakref.WeakSet[LavaFrontendRuntime]" = weakref.WeakSet()
 
 
-class LavaRunError(RuntimeError):
+class LavaRunError(RuntimeOperationError):
     """The Lava run could not go on; its processes have been stopped."""
+
+
+class LavaInputError(NeurodeployError, ValueError):
+    """An input or option the Lava runtime refuses (the message names it and the way out)."""
 
 
 def import_netx() -> types.ModuleType:
@@ -130,7 +135,7 @@ def _io_processes(input_shape: tuple[int, int, int], shapes) -> tuple[Any, list[
 
 def _check_steps(steps_per_sample: int) -> None:
     if not isinstance(steps_per_sample, int) or isinstance(steps_per_sample, bool) or steps_per_sample < 1:
-        raise ValueError(f"steps_per_sample={steps_per_sample!r}; expected the longest sample in time steps (>= 1)")
+        raise LavaInputError(f"steps_per_sample={steps_per_sample!r}; expected the longest sample in time steps (>= 1)")
 
 
 def _floating_network(layers: tuple[LavaLayer, ...], steps_per_sample: int) -> _Network:
@@ -171,7 +176,7 @@ def _netx_network(path: Path, steps_per_sample: int) -> tuple[_Network, Any]:
     fixed_layers, attrs = read_netx_layers(path)
     bits = int(attrs.get("input_message_bits", 0))
     if bits < 1:
-        raise ValueError(f"{path}: no 'input_message_bits' attribute; the front-end's input is graded event counts. "
+        raise LavaInputError(f"{path}: no 'input_message_bits' attribute; the front-end's input is graded event counts. "
                          "Write the file with neurodeploy.exporters.netx.export_netx")
     with h5py.File(path, "r") as f:
         input_shape = tuple(int(v) for v in f["layer"]["0"]["shape"][()])
@@ -188,7 +193,7 @@ def _netx_network(path: Path, steps_per_sample: int) -> tuple[_Network, Any]:
     return network, net
 
 
-class LavaFrontendRuntime(SpikeCounting):
+class LavaFrontendRuntime(FrontendRuntime):
     """FrontendRuntime on Lava's CPU simulator (module docstring); build with `floating` or `fixed_point`."""
 
     def __init__(self, network: _Network, steps_per_sample: int, owner: Any = None):
@@ -200,6 +205,7 @@ class LavaFrontendRuntime(SpikeCounting):
         self._net = network
         self._owner = owner  # the netx Network process, kept alive with the runtime
         self.layer_names: tuple[str, ...] = network.names
+        self.output_shape = tuple(network.shapes[-1])
         self.latency_steps = len(network.names)
         self.steps_per_sample = steps_per_sample
         self.slot_steps = steps_per_sample + self.latency_steps
@@ -256,12 +262,6 @@ class LavaFrontendRuntime(SpikeCounting):
                 if actor.is_alive():
                     actor.terminate()
 
-    def __enter__(self) -> LavaFrontendRuntime:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __del__(self) -> None:
         self.close()
 
@@ -278,16 +278,16 @@ class LavaFrontendRuntime(SpikeCounting):
 
     def _fail(self, message: str) -> None:
         self.close()
-        raise ValueError(f"{message}; the Lava run has been stopped (build a new runtime to continue)")
+        raise LavaInputError(f"{message}; the Lava run has been stopped (build a new runtime to continue)")
 
     # -- state -------------------------------------------------------------------------
     def reset(self, batch: int) -> None:
         """Start a sample in the next slot; zero the spike counts."""
         if batch != 1:
-            raise ValueError(f"reset(batch={batch}): Lava simulates one sample at a time (as one Loihi chip does); "
+            raise LavaInputError(f"reset(batch={batch}): Lava simulates one sample at a time (as one Loihi chip does); "
                              "use batch 1 for step(), or run(frames) which runs a batch sample by sample")
         self._next_slot()
-        self._clear_spikes()
+        self._start_sample(batch)
 
     def _next_slot(self) -> None:
         if not self._open:
@@ -417,9 +417,6 @@ class LavaFrontendRuntime(SpikeCounting):
         self._record(steps)
         return steps
 
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, 2, H, W) -> last layer's spikes (B, T, C, H, W); step t is torch's step t."""
-        return self.run_layers(frames)[self.layer_names[-1]]
 
 
-__all__ = ["LavaFrontendRuntime", "LavaRunError", "import_netx"]
+__all__ = ["LavaFrontendRuntime", "LavaInputError", "LavaRunError", "import_netx"]

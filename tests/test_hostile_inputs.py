@@ -548,6 +548,12 @@ class _CountingFrontend:
     def step(self, frame):
         return frame.sum(dim=(1, 2, 3), keepdim=False)[:, None]
 
+    def flush(self):
+        return torch.zeros(1, 0, 1)
+
+    def close(self):
+        pass
+
 
 class _SumBackbone:
     def reset(self, batch):
@@ -559,6 +565,9 @@ class _SumBackbone:
 
     def flush(self):
         return self.total
+
+    def close(self):
+        pass
 
 
 def _run(packets, **options):

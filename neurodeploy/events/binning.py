@@ -146,7 +146,7 @@ class FrameBinner:
     def _bin_start(self, k: int) -> int:
         return self.t_start + k * self.dt_us
 
-    def push(self, events: np.ndarray) -> np.ndarray:
+    def push(self, events: np.ndarray, max_bins: int | None = None) -> np.ndarray:
         if len(events) == 0:
             return self._empty()
         if self.t_start is None:
@@ -155,13 +155,16 @@ class FrameBinner:
             raise ValueError(f"event at {int(events['t'].min())} us is older than the bins already returned "
                              f"(up to {self._bin_start(self.bins_done)} us)")
         self._pending.append(events)
-        return self.advance_to(int(events["t"].max()))
+        return self.advance_to(int(events["t"].max()), max_bins)
 
-    def advance_to(self, t_us: int) -> np.ndarray:
-        """Return the bins that end at or before t_us (time known to have passed, e.g. from a clock)."""
+    def advance_to(self, t_us: int, max_bins: int | None = None) -> np.ndarray:
+        """Return the bins that end at or before t_us (time known to have passed, e.g. from a clock);
+        at most max_bins of them (call again for the rest: a time gap need not be binned at once)."""
         if self.t_start is None:
             return self._empty()
         n_complete = max(0, (t_us - self.t_start) // self.dt_us) - self.bins_done
+        if max_bins is not None:
+            n_complete = min(n_complete, max_bins)
         if n_complete <= 0:
             return self._empty()
         events = np.concatenate(self._pending) if self._pending else np.zeros(0, EVENT_DTYPE)

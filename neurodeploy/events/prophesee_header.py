@@ -32,12 +32,6 @@ def header_length(buf: bytes, final: bool) -> int | None:
             return pos
 
 
-def _number(text: str) -> int | None:
-    """A decimal size of ASCII digits (str.isdigit() also accepts '²', which int() refuses)."""
-    text = text.strip()
-    return int(text) if re.fullmatch(r"[0-9]{1,9}", text) else None
-
-
 def parse_header(text: bytes) -> PropheseeHeader:
     lines = tuple(line.decode("latin-1").rstrip("\r") for line in text.split(b"\n") if line.startswith(b"%"))
     version = None
@@ -55,22 +49,27 @@ def parse_header(text: bytes) -> PropheseeHeader:
             for f in fields[1:]:
                 if "=" in f:
                     k, v = f.split("=", 1)
-                    if k.strip() == "width" and _number(v) is not None:
-                        width = _number(v)
-                    elif k.strip() == "height" and _number(v) is not None:
-                        height = _number(v)
+                    if k.strip() == "width" and _DECIMAL.fullmatch(v):
+                        width = int(v)
+                    elif k.strip() == "height" and _DECIMAL.fullmatch(v):
+                        height = int(v)
         elif low.startswith("geometry "):
             m = re.fullmatch(r"geometry\s+(\d{1,9})\s*x\s*(\d{1,9})", low)
             if m:
                 width, height = int(m[1]), int(m[2])
         elif low.startswith("width "):
-            if _number(body[6:]) is not None:
-                width = _number(body[6:])
+            if _DECIMAL.fullmatch(body[6:]):
+                width = int(body[6:])
         elif low.startswith("height "):
-            if _number(body[7:]) is not None:
-                height = _number(body[7:])
+            if _DECIMAL.fullmatch(body[7:]):
+                height = int(body[7:])
     size = (width, height) if width and height else None
     return PropheseeHeader(len(text), version, size, lines)
+
+
+# ASCII digits with spaces around: str.isdigit() also accepts '²' and str.strip() strips
+# control characters such as '\x1c' that int() refuses
+_DECIMAL = re.compile(r"[ \t]*[0-9]{1,9}[ \t]*")  # at most 9 digits: int() refuses 4300+
 
 
 def is_prophesee(buf: bytes) -> bool:

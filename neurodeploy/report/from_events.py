@@ -1,7 +1,6 @@
 """Bundle + event file -> the frames and spike record a report is built from (`neurodeploy report`)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 
 from neurodeploy.report.errors import ReportError
 from neurodeploy.report.record import SpikeRecord
+from neurodeploy.runtimes.contract import FrontendRuntime, step_layers
 
 
 def frames_of_samples(bundle, events_path: str | Path, *, window_us: int | None = None, max_samples: int = 16,
@@ -16,15 +16,11 @@ def frames_of_samples(bundle, events_path: str | Path, *, window_us: int | None 
     """The event file cut into samples (labels file, fixed windows, or the whole recording), binned at
     the bundle's dt, as one batch `(N, T, 2, H, W)`. Samples shorter than the longest keep their
     length: the batch is cut to the shortest sample's T, and the description says so."""
-    from neurodeploy.events import load
-    from neurodeploy.sources import labels_beside, read_label_file
-    from neurodeploy.stream import offline_frames
+    from neurodeploy.events import labels_beside, load, read_label_file
+    from neurodeploy.stream import check_sensor_size, offline_frames
 
     recording = load(events_path)
-    c = bundle.config
-    if recording.sensor_size != (c.input_width, c.input_height):
-        raise ReportError(f"{events_path}: sensor size {recording.sensor_size}, the model expects "
-                          f"{(c.input_width, c.input_height)}")
+    check_sensor_size(bundle, recording.sensor_size, str(events_path))
     events = recording.events
     if len(events) == 0:
         raise ReportError(f"{events_path}: holds no events; a report needs a run over events")
@@ -50,15 +46,9 @@ def frames_of_samples(bundle, events_path: str | Path, *, window_us: int | None 
     return frames, description
 
 
-@torch.no_grad()
-def record_frontend_run(runtime, frames: torch.Tensor, *, dt_s: float, name: str) -> SpikeRecord:
+def record_frontend_run(runtime: FrontendRuntime, frames: torch.Tensor, *, dt_s: float, name: str) -> SpikeRecord:
     """Step a FrontendRuntime over `frames`, keeping every layer's spikes and each step's time."""
-    runtime.reset(frames.shape[0])
-    steps, latencies = [], []
-    for t in range(frames.shape[1]):
-        start = time.perf_counter()
-        runtime.step(frames[:, t])
-        latencies.append(time.perf_counter() - start)
-        steps.append([torch.as_tensor(s).float() for s in runtime.layer_spikes.values()])
-    return SpikeRecord.from_steps(frames, steps, dt_s=dt_s, step_latency_s=latencies,
-                                  runtime=f"{name} front-end (stepped, batch {frames.shape[0]})")
+    seconds: list[float] = []
+    spikes = step_layers(runtime, frames, step_seconds=seconds)
+    return SpikeRecord(frames, tuple(spikes.values()), dt_s=dt_s, step_latency_s=np.asarray(seconds),
+                       runtime=f"{name} front-end (stepped, batch {frames.shape[0]})")

@@ -1,4 +1,4 @@
-"""The one config that describes every Mamba-Spike variant (DESIGN.md, "The model family")."""
+"""The one config that describes every Mamba-Spike variant (docs/mamba_spike_model.md)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,6 +6,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from neurodeploy.errors import NeurodeployError
 
 Pooling = Literal["max", "avg", "sum"]
 Reset = Literal["subtract", "zero", "none"]
@@ -21,7 +23,7 @@ _CHOICES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(NeurodeployError, ValueError):
     """A model config that names an unknown variant or inconsistent sizes."""
 
 
