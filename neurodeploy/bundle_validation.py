@@ -11,6 +11,7 @@ written, not that the manifest is honest.
   operators bounded, and the declared input/state shapes equal to what the config implies;
 - HDF5 artifacts (NIR, netx): the datasets' total size bounded by the file size and the
   parameter budget before any is read (a compressed dataset can inflate to gigabytes).
+The limits are listed in docs/bundle_format.md.
 """
 from __future__ import annotations
 
