@@ -4,7 +4,8 @@ Rust extensions built with pyo3 turn a panic into `pyo3_runtime.PanicException`,
 from `BaseException`, so `except Exception` lets it through and the user gets a backtrace. Every
 call into a library decoder goes through `library_boundary`, which turns anything but the
 interpreter's own control flow (Ctrl-C, exit, generator close) into an EventFileError naming the
-source; the library's message is cut to its first line (dv-processing appends a C++ stack trace). The bounds of every decoder: docs/hostile_inputs.md.
+source; the library's message is cut to its first line (dv-processing appends a C++ stack
+trace). The bounds of every decoder: docs/hostile_inputs.md.
 """
 from __future__ import annotations
 
