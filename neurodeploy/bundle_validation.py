@@ -7,8 +7,9 @@ written, not that the manifest is honest.
   and only the artifact names the toolkit writes;
 - the manifest is schema-checked (types, ranges, required fields, dt_us) with bounded JSON;
 - ONNX graphs: external data only inside the folder, an operator allow-list (what the exporters
-  write: no Loop/Scan/If that could run forever), a node budget, shape inputs of allocating
-  operators bounded, and the declared input/state shapes equal to what the config implies;
+  write, function and Scan bodies included: no Loop that could run forever), a node budget,
+  shape inputs of allocating operators bounded, and the declared input/state shapes equal to
+  what the config implies;
 - HDF5 artifacts (NIR, netx): the datasets' total size bounded by the file size and the
   parameter budget before any is read (a compressed dataset can inflate to gigabytes).
 The limits are listed in docs/bundle_format.md.
@@ -29,13 +30,14 @@ MIN_DT_US, MAX_DT_US = 1, 10_000_000
 MAX_ONNX_NODES = 10_000
 MAX_ALLOCATION_ELEMENTS = 1 << 28          # one tensor a shape input may ask for (1 GiB of float32)
 HDF5_INFLATION = 64                        # datasets may hold at most this many times the file's bytes
-# the operators neurodeploy's ONNX exporters write (backbone full/chunk/step), and nothing that loops
+# the operators neurodeploy's ONNX exporters write (backbone full/chunk/step): no Loop (its trip
+# count and condition are data: it can run forever), no If
 ONNX_OPS = {"Add", "AveragePool", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Exp", "Expand",
             "Gather", "Gemm", "Greater", "Identity", "LayerNormalization", "Less", "Log", "MatMul", "Max", "Min", "Mul",
             "Neg", "Pad", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softplus",
             "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where", "Equal", "Not", "And",
             "Clip", "Abs", "Pow", "Erf", "Softmax", "Range", "Tile", "CumSum", "Floor", "Mod", "GreaterOrEqual",
-            "LessOrEqual", "Or"}
+            "LessOrEqual", "Or", "Scan"}  # Scan runs once per element of its input: bounded
 CUSTOM_DOMAIN_OPS = {("ai.neurodeploy", "SelectiveScan"), ("ai.neurodeploy", "SelectiveStateUpdate")}
 # operators whose output size comes from an input tensor: (op, index of that input)
 _SHAPE_INPUTS = {"ConstantOfShape": 0, "Expand": 1, "Reshape": 1, "Tile": 1}
@@ -154,13 +156,17 @@ def check_onnx(path: Path, directory: Path, expected_shapes: dict[str, tuple]) -
             for a in node.attribute:
                 if a.name == "value" and a.HasField("t"):
                     constants[node.output[0]] = a.t
-    for node in graph.node:
+    # the custom ops are ONNX functions inside the file, and Scan carries a body graph: all of them
+    # are held to the same list
+    nodes = _all_nodes(list(graph.node) + [n for function in model.functions for n in function.node])
+    if len(nodes) > MAX_ONNX_NODES:
+        raise BundleError(f"{path}: {len(nodes)} nodes with the function bodies, more than {MAX_ONNX_NODES}")
+    for node in nodes:
         allowed = node.op_type in ONNX_OPS if node.domain in ("", "ai.onnx") else \
             (node.domain, node.op_type) in CUSTOM_DOMAIN_OPS
-        if not allowed or node.attribute and any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                                                 for a in node.attribute):
+        if not allowed:
             raise BundleError(f"{path}: node {node.name!r} is {node.domain or 'ai.onnx'}::{node.op_type}, "
-                                        "not an operator neurodeploy's exporters write; re-export the bundle")
+                              "not an operator neurodeploy's exporters write; re-export the bundle")
         index = _SHAPE_INPUTS.get(node.op_type)
         if index is not None and len(node.input) > index and node.input[index] in constants:
             try:
@@ -180,6 +186,24 @@ def check_onnx(path: Path, directory: Path, expected_shapes: dict[str, tuple]) -
             raise BundleError(f"{path}: input {name!r} is declared {declared}, the config implies "
                                         f"{['*' if e is None else e for e in dims]}; the graph does not belong to "
                                         "this model: re-export the bundle")
+
+
+def _all_nodes(nodes: list) -> list:
+    """The nodes and, depth first, those of every subgraph attribute (a Scan body), iteratively."""
+    import onnx
+
+    out, todo = [], list(nodes)
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if len(out) > MAX_ONNX_NODES:
+            break
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                todo.extend(attribute.g.node)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                todo.extend(n for g in attribute.graphs for n in g.node)
+    return out
 
 
 # -- HDF5 (NIR, netx) ----------------------------------------------------------------------------

@@ -449,8 +449,17 @@ def test_onnx_loop_and_huge_allocation_are_refused(bundle_copy):
     with pytest.raises(BundleError, match="Loop"):
         load_bundle(bundle_copy)
 
-    def add_allocation(model):
+    def loop_in_the_custom_op(model):
         model.graph.node.remove(model.graph.node[-1])
+        model.functions[0].node.append(helper.make_node("Loop", ["", "", ""], ["forever"], name="hidden",
+                                                        body=helper.make_graph([], "body", [], [])))
+
+    _edit_onnx(bundle_copy, "backbone_step.onnx", loop_in_the_custom_op)
+    with pytest.raises(BundleError, match="hidden.*Loop"):
+        load_bundle(bundle_copy)
+
+    def add_allocation(model):
+        model.functions[0].node.remove(model.functions[0].node[-1])
         model.graph.initializer.append(numpy_helper.from_array(np.array([3, 1 << 30], np.int64), "huge_shape"))
         model.graph.node.append(helper.make_node("ConstantOfShape", ["huge_shape"], ["big"], name="alloc"))
 
