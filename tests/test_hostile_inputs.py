@@ -46,7 +46,8 @@ def _events(n: int, size=(128, 128), span=2_000_000, seed=0) -> np.ndarray:
 # and packets whose header claims -1 bytes (faery allocated 4 GB and took 10 s)
 CORPUS = [("aedat4", 679), ("aedat4_dv", 199), ("aedat4_dv", 403), ("aedat4_dv", 411), ("aedat4_dv", 577),
           ("aedat4_dv", 589), ("aedat4_dv", 765), ("aedat4", 3491), ("aedat4_dv", 2981),
-          ("evt2.1", 7400)]  # and a header width of '1²8' (str.isdigit() accepts it, int() does not)
+          ("evt2.1", 7400),  # a header width of '1²8' (str.isdigit() accepts it, int() does not)
+          ("evt3", 58728)]  # a header width of 128128: Recording's own check raised a bare ValueError
 
 
 @pytest.mark.parametrize("kind,seed", CORPUS)

@@ -17,7 +17,7 @@ from .errors import DecodeStats, EventFileError
 from .evt_incremental import Evt2Decoder, Evt3Decoder, Evt21Decoder
 from .incremental import IncrementalDecoder
 from .policy import PacketChecker, ReadPolicy
-from .types import EVENT_DTYPE, Recording
+from .types import EVENT_DTYPE, Recording, _check_sensor_size
 
 # Only AEDAT4 is read through a library (faery; see aedat4.py for why not dv-processing). EVT 2/2.1/3
 # and DAT are decoded by hand (evt_incremental, dat): faery 0.7.1 loses EVT3's 24-bit time wrap
@@ -74,6 +74,13 @@ class EventFileSource:
         if self.sensor_size is None:
             self.close()
             raise _no_size(self.path, self.format)
+        try:
+            self.sensor_size = _check_sensor_size(self.sensor_size)
+        except ValueError as exc:  # a header's size is input like any other byte
+            self.close()
+            where = "the sensor_size given" if override else "the file's header"
+            raise EventFileError(self.path, f"{where}: {exc}", field="sensor_size",
+                                 fix="pass sensor_size=(width, height)") from None
         self._check = PacketChecker(self.path, self.sensor_size, policy, self.stats)
 
     def _open_incremental(self, override, chunk_bytes, layout):
