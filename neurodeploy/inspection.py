@@ -11,7 +11,8 @@ class InspectError(NeurodeployError, ValueError):
     """A file `inspect` cannot read as the kind its name says."""
 
 
-def describe(path: Path) -> dict[str, Any]:
+def describe(path: Path, *, transforms=None, reading: dict | None = None) -> dict[str, Any]:
+    """`transforms` and `reading` apply to event files (what a model would see of them)."""
     if path.is_dir():
         return _bundle(path)
     suffix = path.suffix.lower()
@@ -21,7 +22,7 @@ def describe(path: Path) -> dict[str, Any]:
         return _onnx(path)
     if suffix in (".safetensors", ".pth", ".pt", ".ckpt"):
         return _checkpoint(path)
-    return _events(path)
+    return _events(path, transforms, reading or {})
 
 
 def _bundle(path: Path) -> dict[str, Any]:
@@ -40,6 +41,8 @@ def _bundle(path: Path) -> dict[str, Any]:
         "artifacts": {name: f"{e['bytes']:,} bytes, sha256 {e['sha256'][:16]}" for name, e in m["artifacts"].items()},
         "skipped": m["skipped"] or "none",
         "parity": m["parity"],
+        "input_transforms": bundle.transforms.describe(),
+        "approximation": (m.get("pool_rewrite") or {}).get("summary") or "none (the front-end is the checkpoint's)",
     }
 
 
@@ -87,16 +90,32 @@ def _onnx(path: Path) -> dict[str, Any]:
 def _checkpoint(path: Path) -> dict[str, Any]:
     from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
 
+    from neurodeploy.model.mamba_spike.provenance import checkpoint_facts
+
     model, config = load_checkpoint(path)
-    return {"kind": "checkpoint", "path": str(path), "parameters": sum(p.numel() for p in model.parameters()),
-            "config": config.to_dict()}
+    facts = checkpoint_facts(path)
+    return {"kind": "checkpoint", "path": str(path), "detected": facts["kind"],
+            "dt_us": facts["dt_us"], "dt_source": facts["dt_source"],
+            "recorded_accuracy": facts["recorded_accuracy"],
+            "parameters": sum(p.numel() for p in model.parameters()), "config": config.to_dict()}
 
 
-def _events(path: Path) -> dict[str, Any]:
-    from neurodeploy.events import detect_format, load
+def _events(path: Path, transforms, reading: dict[str, Any]) -> dict[str, Any]:
+    from neurodeploy.events import detect_format
+    from neurodeploy.sources import load_fitted
 
-    fmt = detect_format(path)
-    recording = load(path)
+    fmt = reading.get("format") or detect_format(path)
+    raw = load_fitted(path, None, None, **reading)
+    payload = _event_summary(path, fmt, raw)
+    if transforms:
+        after = transforms(raw)
+        payload["after_transforms"] = {"transforms": transforms.describe(),
+                                       **{k: v for k, v in _event_summary(path, fmt, after).items()
+                                          if k not in ("kind", "path", "format", "decode")}}
+    return payload
+
+
+def _event_summary(path: Path, fmt: str, recording) -> dict[str, Any]:
     events = recording.events
     duration = int(events["t"][-1] - events["t"][0]) if len(events) else 0
     return {

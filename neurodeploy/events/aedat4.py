@@ -102,7 +102,7 @@ def open_packets(path, stream: str = "events", truncated: str = "error",
         _remove(scratch)
         available = sorted(n for n, i in names.items() if i in events_tracks)
         raise EventFileError(path, f"no event stream named {stream!r} (event streams: {available})",
-                             field="stream", fix="pass stream= with one of those names")
+                             field="stream", fix="pass --event-stream with one of those names (stream= in Python)")
     header_size = tuple(int(v) for v in track.dimensions) if track.dimensions else None
 
     def packets():

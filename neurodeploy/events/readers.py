@@ -17,6 +17,8 @@ from .errors import DecodeStats, EventFileError
 from .evt_incremental import Evt2Decoder, Evt3Decoder, Evt21Decoder
 from .incremental import IncrementalDecoder
 from .policy import PacketChecker, ReadPolicy
+from .time_range import check_time_range, rebase
+from .truncation import check_tail
 from .types import EVENT_DTYPE, Recording, _check_sensor_size
 
 # Only AEDAT4 is read through a library (faery; see aedat4.py for why not dv-processing). EVT 2/2.1/3
@@ -42,7 +44,7 @@ def incremental_decoder(fmt: str, source: str, sensor_size=None, stats=None, lay
 
 def _no_size(path, fmt) -> EventFileError:
     return EventFileError(path, f"the {fmt} file carries no sensor size", field="sensor_size",
-                          fix="pass sensor_size=(width, height)")
+                          fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
 
 
 class EventFileSource:
@@ -63,6 +65,9 @@ class EventFileSource:
         self.stats = DecodeStats()
         self._file = None
         override = tuple(sensor_size) if sensor_size is not None else None
+        partial = check_tail(self.path, self.format, policy.truncated)  # before any event is decoded
+        if self.format in LIBRARY_FORMATS:  # the hand decoders count their own tail at the end
+            self.stats.truncated_bytes += partial
         if self.format == "aedat4":
             header, self._raw = aedat4.open_packets(self.path, stream, policy.truncated, self.stats)
         elif self.format in ("npy", "npz"):
@@ -80,7 +85,7 @@ class EventFileSource:
             self.close()
             where = "the sensor_size given" if override else "the file's header"
             raise EventFileError(self.path, f"{where}: {exc}", field="sensor_size",
-                                 fix="pass sensor_size=(width, height)") from None
+                                 fix="pass --sensor-size WxH (sensor_size= in Python)") from None
         self._check = PacketChecker(self.path, self.sensor_size, policy, self.stats)
 
     def _open_incremental(self, override, chunk_bytes, layout):
@@ -156,13 +161,18 @@ EXTENSIONS = {".aedat4": "aedat4", ".raw": "evt3", ".dat": "dat", ".bin": "nmnis
 
 
 def save(recording: Recording, path: str | os.PathLike, *, format: str | None = None, library: str = "faery",
-         layout: str = "dvs128") -> None:
+         layout: str = "dvs128", rebase_time: bool = False) -> None:
     """Write a Recording. format from the extension (.raw is EVT3 unless format='evt2'; .aedat needs
-    format='aedat2' or 'aedat3'). library picks the AEDAT4 writer ('faery' or 'dv')."""
+    format='aedat2' or 'aedat3'). library picks the AEDAT4 writer ('faery' or 'dv'). Timestamps
+    the format cannot hold (epoch time into EVT3 / DAT, see events.time_range) are refused with
+    the reason, or with `rebase_time=True` moved to start at 0."""
     fmt = format or EXTENSIONS.get(os.path.splitext(os.fspath(path))[1].lower())
     if fmt is None:
         raise ValueError(f"cannot tell the format of {os.fspath(path)!r} from its extension: pass format=")
     events, size = recording.events, recording.sensor_size
+    if rebase_time:
+        events = rebase(events)
+    check_time_range(path, events, fmt)
     if fmt == "aedat4":
         aedat4.write(path, events, size, library=library)
     elif fmt in evt.VERSIONS:
