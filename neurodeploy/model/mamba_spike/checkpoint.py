@@ -10,6 +10,7 @@ as JSON (key `neurodeploy.config`), so weights and config travel together.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from pathlib import Path
