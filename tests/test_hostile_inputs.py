@@ -47,7 +47,8 @@ def _events(n: int, size=(128, 128), span=2_000_000, seed=0) -> np.ndarray:
 CORPUS = [("aedat4", 679), ("aedat4_dv", 199), ("aedat4_dv", 403), ("aedat4_dv", 411), ("aedat4_dv", 577),
           ("aedat4_dv", 589), ("aedat4_dv", 765), ("aedat4", 3491), ("aedat4_dv", 2981),
           ("evt2.1", 7400),  # a header width of '1²8' (str.isdigit() accepts it, int() does not)
-          ("evt3", 58728)]  # a header width of 128128: Recording's own check raised a bare ValueError
+          ("evt3", 58728), ("dat", 45675), ("csv", 42219)]  # a header size of 128128: Recording's own check
+                                                              # raised a bare ValueError
 
 
 @pytest.mark.parametrize("kind,seed", CORPUS)
