@@ -507,17 +507,8 @@ def targets(path: str, targets: tuple[str, ...], limits_file: str | None, sanafe
                 loud = "  SILENT" if a["silent"] else ""
                 click.echo(f"  {a['layer']}: float {a['float_agreement']:.2%}, 8-bit {a['quantised_agreement']:.2%} "
                            f"(spikes {a['reference_spikes']:,} -> {a['quantised_spikes']:,}, floor {a['membrane_floor']:.3g}){loud}")
-    calibrated = payload.get("loihi_sanafe")
-    if calibrated:
-        if not calibrated["ran"]:
-            click.echo(f"\nLoihi on SANA-FE: not run: {calibrated['reason']}")
-        else:
-            agree = ", ".join(f"{k} {v:.2%}" for k, v in calibrated["spike_agreement_with_loihi_timing_model"].items())
-            click.echo(f"\nLoihi on SANA-FE (calibrated simulation) on {calibrated['data']}:")
-            click.echo(f"  energy {calibrated['energy_j_per_step'] * 1e6:.3g} uJ per step (+-{calibrated['energy_error']:.0%}), "
-                       f"latency {calibrated['latency_s_per_step'] * 1e6:.3g} us per step (+-{calibrated['latency_error']:.0%})")
-            click.echo(f"  spikes vs the Loihi-timing model: {agree}; {calibrated['synapses']:,} synapses on "
-                       f"{calibrated['cores_used']} cores")
+    if payload.get("loihi_sanafe"):
+        _print_calibrated(payload["loihi_sanafe"])
 
 
 def _progress_bar(quiet: bool):
@@ -628,12 +619,14 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
               help="Runtime whose spikes are counted.")
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--sanafe", "sanafe", is_flag=True, help="Also run the first sample on SANA-FE's calibrated Loihi model "
+              "(needs a netx front-end and the `sanafe` extra): energy and on-chip step time beside the per-op estimate.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
 @with_event_input
 @json_option("Print the report as JSON instead of Markdown.")
 def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: bool, host: str,
-           devices_file: str | None, frontend: str, window_us: int | None, max_samples: int, out_dir: str,
-           as_json: bool, **event_input: Any) -> None:
+           devices_file: str | None, frontend: str, window_us: int | None, max_samples: int, sanafe: bool,
+           out_dir: str, as_json: bool, **event_input: Any) -> None:
     """Spike counts, synaptic operations and estimated energy per sample on hardware targets.
 
     Writes JSON, CSV, Markdown and an HTML report with plots to --output. Energies are
@@ -668,12 +661,50 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     provenance = measured_what(bundle, events, transforms=transforms, frontend=frontend,
                                command="neurodeploy " + " ".join(sys.argv[1:]))
     paths = write_report(result, out_dir, provenance)
+    calibrated = _calibrated_loihi(bundle, frames, result, out_dir, paths) if sanafe else None
     if as_json:
-        _echo_json({"inputs": description, "report": result.to_dict(), "files": {k: str(v) for k, v in paths.items()}})
+        _echo_json({"inputs": description, "report": result.to_dict(), "calibrated_loihi": calibrated,
+                    "files": {k: str(v) for k, v in paths.items()}})
         return
     click.echo(f"inputs: {description}")
     click.echo(result.to_markdown())
+    if calibrated is not None:
+        _print_calibrated(calibrated)
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+def _calibrated_loihi(bundle, frames, result, out_dir: str, paths: dict) -> dict[str, Any]:
+    """The first sample on SANA-FE's Loihi beside the report's per-op estimate (written as JSON too)."""
+    from neurodeploy.targets import NO_NETX, sanafe_on_frames
+
+    if not bundle.has("frontend_netx"):
+        calibrated = {"ran": False, "reason": NO_NETX}
+    else:
+        calibrated = sanafe_on_frames(bundle.path("frontend_netx"), frames[0].numpy(), "the first sample of the events")
+    if calibrated["ran"] and "loihi" in result.targets:
+        estimate = result.frontend_energy[result.targets.index("loihi")]
+        calibrated["per_op_estimate_j_per_sample"] = estimate.total_j
+    path = Path(out_dir) / "calibrated_loihi.json"
+    path.write_text(json.dumps(calibrated, indent=2, default=str))
+    paths["calibrated_loihi"] = path
+    return calibrated
+
+
+def _print_calibrated(calibrated: dict[str, Any]) -> None:
+    if not calibrated["ran"]:
+        click.echo(f"\nLoihi on SANA-FE: not run: {calibrated['reason']}")
+        return
+    agree = ", ".join(f"{k} {v:.2%}" for k, v in calibrated["spike_agreement_with_loihi_timing_model"].items())
+    click.echo(f"\nLoihi on SANA-FE (calibrated simulation) on {calibrated['data']}:")
+    line = (f"  front-end energy {calibrated['energy_j_per_sample'] * 1e6:.3g} uJ per sample "
+            f"({calibrated['energy_j_per_step'] * 1e6:.3g} uJ per step, +-{calibrated['energy_error']:.0%})")
+    if "per_op_estimate_j_per_sample" in calibrated:
+        line += f"; the per-op estimate above: {calibrated['per_op_estimate_j_per_sample'] * 1e6:.3g} uJ per sample"
+    click.echo(line)
+    click.echo(f"  on-chip step time {calibrated['latency_s_per_step'] * 1e6:.3g} us mean, "
+               f"{calibrated['peak_step_s'] * 1e6:.3g} us peak (+-{calibrated['latency_error']:.0%})")
+    click.echo(f"  spikes vs the Loihi-timing model: {agree}; {calibrated['synapses']:,} synapses on "
+               f"{calibrated['cores_used']} cores")
 
 
 @main.command()

@@ -43,7 +43,25 @@ def _bundle(path: Path) -> dict[str, Any]:
         "parity": m["parity"],
         "input_transforms": bundle.transforms.describe(),
         "approximation": (m.get("pool_rewrite") or {}).get("summary") or "none (the front-end is the checkpoint's)",
+        "targets": _targets(bundle.path("frontend_nir")) if bundle.has("frontend_nir") else
+        "no NIR front-end: no chip check (see `skipped`)",
     }
+
+
+def _targets(nir_path: Path) -> dict[str, str]:
+    """One line per hardware target (the verdicts of `neurodeploy targets`, without the runs)."""
+    from neurodeploy.formats.nir_frontend import read_frontend
+    from neurodeploy.hardware.fit import check_targets
+    from neurodeploy.hardware.layers import spiking_layers
+
+    lines = {}
+    for verdict in check_targets(spiking_layers(read_frontend(nir_path))):
+        if verdict.fits:
+            lines[verdict.target] = "fits"
+            continue
+        reasons = list(verdict.reasons) + [r for layer in verdict.layers for r in layer.reasons]
+        lines[verdict.target] = f"does not fit: {reasons[0]}" + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
+    return lines
 
 
 def _nir(path: Path) -> dict[str, Any]:
