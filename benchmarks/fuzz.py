@@ -19,6 +19,7 @@ import argparse
 import multiprocessing as mp
 import os
 import resource
+import sys
 import tempfile
 import time
 from multiprocessing.connection import wait
@@ -164,6 +165,9 @@ def fuzz(kind: str, inputs: int, jobs: int, hang_s: float, recycle: int, first_s
                         outcome, seconds, size, rss_kb = slot.conn.recv()
                     except (EOFError, ConnectionResetError):
                         seed = slot.seed
+                        slot.process.join(5)
+                        print(f"  {kind}: worker died on seed {seed}, exit code {slot.process.exitcode}",
+                              file=sys.stderr, flush=True)
                         slot.restart()
                         if seed not in retried:  # once more in a fresh worker: is it the input?
                             retried.add(seed)
