@@ -30,6 +30,9 @@ def size_from_comments(text: str) -> tuple[int, int] | None:
     return None
 
 
+_NUMERIC_LINE = re.compile(r"[0-9+\-, \t\r]*")
+
+
 class CsvDecoder(IncrementalDecoder):
     format_name = "CSV"
 
@@ -77,6 +80,12 @@ class CsvDecoder(IncrementalDecoder):
             return np.zeros(0, EVENT_DTYPE), 0
         text = buf[:end].decode("utf-8", "replace")
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        # only digits, signs, commas and blanks reach numpy: its loadtxt tokenizer crashed the
+        # process (SIGSEGV, now and then) on a line of non-ASCII garbage in benchmarks/fuzz.py
+        bad = next((ln for ln in lines if not _NUMERIC_LINE.fullmatch(ln)), None)
+        if bad is not None:
+            raise self.error(f"unparsable line after line {self._line}: {bad[:60]!r}", offset,
+                             "every data line must be four integers separated by commas")
         try:
             values = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.int64, ndmin=2) \
                 if lines else np.zeros((0, 4), np.int64)
