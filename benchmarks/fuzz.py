@@ -10,8 +10,9 @@ answer within --hang-s, default 5 s: the worker is killed), exceptions outside N
 worker against its RSS right after the imports (the baseline measured in the same run; workers
 are recycled every --recycle inputs so the peak belongs to a window of inputs). The row dv_stream
 feeds mutants of a DV network stream (an AEDAT4 file's IOHeader and packets) through a socket to
-events.dv_network's reader. `--dv` adds a row that decodes the AEDAT4 mutants with dv-processing's MonoCameraRecording directly (what
-load() used before issue 21), the baseline for choosing faery. Method: docs/hostile_inputs.md.
+events.dv_network's reader. `--dv` adds a row that decodes the AEDAT4 mutants with dv-processing's
+MonoCameraRecording directly (what load() used before issue 21), the baseline for choosing faery.
+Method: docs/hostile_inputs.md.
 """
 from __future__ import annotations
 
