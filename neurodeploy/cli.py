@@ -307,10 +307,10 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
 
 
 _stream_options = [
-    click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default=None,
-                 show_default="nir if the bundle has it, else torch"),
-    click.option("--backbone", type=click.Choice(["onnxruntime", "torch"]), default=None,
-                 show_default="onnxruntime if the bundle has it, else torch"),
+    click.option("--frontend", type=click.Choice(["native", "torch", "nir", "lava"]), default=None,
+                 show_default="native if the bundle has frontend.nir, else torch"),
+    click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default=None,
+                 show_default="native"),
     click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="CSV t_start_us,t_end_us,label delimiting samples (default: SOURCE.labels.csv if present)."),
     click.option("--window-us", type=int, default=None, help="Delimit samples by fixed time windows instead."),
@@ -582,9 +582,11 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Steps timed at batch 1.")
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
               help="Batch for the throughput figure.")
-@click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True)
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default=None,
+              show_default="native if the bundle has frontend.nir, else torch")
+@click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default="native", show_default=True)
 @json_option()
-def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool) -> None:
+def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str, as_json: bool) -> None:
     """Latency (batch 1, per step) and throughput (batch offline) of a BUNDLE's runtimes.
 
     \b
@@ -595,10 +597,11 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
     from neurodeploy.verification import bench_bundle, bench_work
 
     bundle = load_bundle(bundle_dir)
+    frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     with _progress_bar(as_json) as bar:
         task = bar.add_task(f"timing {steps} steps at batch 1, then a batch of {batch}",
-                            total=bench_work(bundle, steps))
-        outcome = bench_bundle(bundle, steps=steps, batch=batch, frontend=frontend,
+                            total=bench_work(bundle, steps, backbone))
+        outcome = bench_bundle(bundle, steps=steps, batch=batch, frontend=frontend, backbone=backbone,
                                on_step=lambda: bar.advance(task))
     if as_json:
         _echo_json(outcome)
@@ -615,8 +618,9 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 @click.option("--host", default="cpu", show_default=True, help="Host device that runs the backbone.")
 @click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your own device table (JSON, every constant with a source), added to the built-in one.")
-@click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True,
-              help="Runtime whose spikes are counted.")
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default=None,
+              show_default="native if the bundle has frontend.nir, else torch",
+              help="Runtime whose spikes are counted (all give the same counts; native is the fastest).")
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--sanafe", "sanafe", is_flag=True, help="Also run the first sample on SANA-FE's calibrated Loihi model "
@@ -642,6 +646,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
 
     bundle = load_bundle(bundle_dir)
+    frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     if compare_all:
         table = load_devices(devices_file)
         targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
@@ -671,6 +676,111 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     if calibrated is not None:
         _print_calibrated(calibrated)
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+@main.command("eval")
+@click.argument("model_path", metavar="BUNDLE_OR_CHECKPOINT", type=click.Path(exists=True))
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--dataset-layout", "dataset_layout", default="auto", show_default=True,
+              type=click.Choice(["auto", "class_folders", "segments", "labels_csv"]),
+              help="Dataset layout (auto: label CSVs beside recordings -> segments, else class folders).")
+@click.option("--labels-csv", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="One CSV of file,label[,t_start_us,t_end_us] rows for any folder of recordings.")
+@click.option("--dt-us", type=int, default=None, show_default="the bundle's / checkpoint's dt_us, else 1000",
+              help="Fixed-width bins from each sample's start (as `run` bins).")
+@click.option("--n-time-bins", type=int, default=None,
+              help="Instead: this many bins per sample (tonic, reference training).")
+@click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "nir", "lava"]), default="torch",
+              show_default=True,
+              help="torch: compiled offline path; onnxruntime: ONNX backbone; nir / lava: the bundle's front-end, "
+                   "stepped.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (torch runtime).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--fast-math", is_flag=True, help="TF32 on CUDA / channels-last on CPU; reports agreement with exact.")
+@click.option("--target", "targets", multiple=True, default=("loihi",), show_default=True,
+              help="Neuromorphic target for the energy estimate; repeat for several.")
+@click.option("--host", default="cpu", show_default=True, help="Host device that runs the backbone.")
+@click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Your own device table, added to the built-in one.")
+@with_event_input
+@click.option("--max-samples", type=int, default=None, help="Evaluate only the first N samples.")
+@click.option("--shard", default=None, help="I/N: evaluate every N-th sample starting at I (0-based).")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option("--address", default=None, help="Dask scheduler address (tcp://HOST:8786); default: a local cluster.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Workers of the local cluster (no --address).")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="eval", show_default=True)
+@json_option("Print the summary as JSON.")
+def eval_command(model_path: str, dataset: str, dataset_layout: str, labels_csv: str | None, dt_us: int | None,
+                 n_time_bins: int | None, runtime: str, device: str, batch_size: int, fast_math: bool,
+                 targets: tuple[str, ...], host: str, devices_file: str | None, max_samples: int | None,
+                 shard: str | None, engine: str, address: str | None, workers: int, out_dir: str, as_json: bool,
+                 **event_input: Any) -> None:
+    """Evaluate a bundle or checkpoint on a whole DATASET folder: accuracy, per-class accuracy and
+    confusion matrix, spikes and SynOps per sample per layer, energy per sample per target,
+    throughput, and the recordings that could not be read (the rest go on).
+
+    \b
+    Examples:
+      neurodeploy eval bundle/ N-MNIST/Test --n-time-bins 300
+      neurodeploy eval bundle/ DvsGesture/ --dt-us 10000 --target loihi --target spinnaker2
+      neurodeploy eval model.safetensors recordings/ --labels-csv labels.csv --device cuda
+      neurodeploy eval bundle/ CIFAR10-DVS/ --downsample 34x34 --engine dask --address tcp://10.0.0.1:8786
+
+    The reading and transform flags (--crop, --downsample, --denoise-us, ...) apply to every
+    recording; without transform flags a bundle's recorded input transforms apply.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from neurodeploy.evaluate import evaluate, write_eval
+    from neurodeploy.eval_share import Binning, EvalSetup
+
+    shard_pair = None
+    if shard is not None:
+        try:
+            i, n = (int(v) for v in shard.split("/"))
+        except ValueError:
+            raise click.BadParameter(f"{shard!r}; expected I/N, e.g. 0/4", param_hint="--shard") from None
+        shard_pair = (i, n)
+    if n_time_bins is None and dt_us is None:
+        dt_us = _model_dt_us(model_path)
+    transforms = transforms_from_cli(event_input)
+    if Path(model_path).is_dir():
+        from neurodeploy.bundle import load_bundle
+        from neurodeploy.stream import input_transforms
+
+        transforms = input_transforms(load_bundle(model_path), transforms, say=lambda line: click.echo(line, err=True))
+    reading = reading_from_cli(event_input)
+    setup = EvalSetup(model_path=model_path, binning=Binning(dt_us=dt_us, n_time_bins=n_time_bins), runtime=runtime,
+                      device=device, batch_size=batch_size, fast_math=fast_math, targets=tuple(targets), host=host,
+                      devices_file=devices_file, sensor_size=reading.pop("sensor_size"),
+                      reading=tuple(sorted(reading.items())), transforms=(transforms,) if transforms else ())
+    with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_stderr_console(), transient=True) as bar:
+        task = bar.add_task("eval", total=None)
+        result = evaluate(model_path, dataset, setup, layout=dataset_layout, labels_csv=labels_csv,
+                          max_samples=max_samples, shard=shard_pair, engine=engine, address=address, workers=workers,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    paths = write_eval(result, out_dir)
+    summary = result.summary()
+    if as_json:
+        _echo_json({"summary": summary, "failures": [dataclasses.asdict(f) for f in result.failures],
+                    "files": {k: str(v) for k, v in paths.items()}})
+        return
+    from neurodeploy.eval_tables import markdown
+
+    click.echo(markdown(result))
+    click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+def _model_dt_us(model_path: str) -> int:
+    """The bin width the model was deployed / trained with: the bundle's, the checkpoint's metadata, else 1000."""
+    from neurodeploy.bundle import load_bundle
+    from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
+
+    if Path(model_path).is_dir():
+        return load_bundle(model_path).dt_us
+    saved = checkpoint_metadata(model_path).get("dt_us") if model_path.endswith(".safetensors") else None
+    return int(saved) if saved else 1000
 
 
 def _calibrated_loihi(bundle, frames, result, out_dir: str, paths: dict) -> dict[str, Any]:
@@ -712,9 +822,10 @@ def _print_calibrated(calibrated: dict[str, Any]) -> None:
               help="Folder for the bundle and the report (default: a temporary folder).")
 @click.option("--lava", is_flag=True, help="Also run the front-end on Lava (bit-accurate Loihi simulation; slow).")
 @click.option("--live", is_flag=True, help="Replay the recording in real time as a live source.")
-@click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True)
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir", "lava"]), default="native", show_default=True)
+@click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default="native", show_default=True)
 @json_option()
-def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bool) -> None:
+def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, backbone: str, as_json: bool) -> None:
     """Export the shipped model, stream the shipped recording through it, and write the energy report.
 
     Uses neurodeploy/assets: a small deployable Mamba-Spike trained on synthetic N-MNIST-like
@@ -734,7 +845,7 @@ def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bo
         frontend = "lava"
     holder = tempfile.TemporaryDirectory(prefix="neurodeploy-demo-") if out_dir is None else None
     try:
-        outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, live=live,
+        outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, backbone=backbone, live=live,
                            echo=None if as_json else click.echo)
     finally:
         if holder is not None and as_json:
