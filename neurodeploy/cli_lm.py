@@ -100,8 +100,8 @@ def refuse_event_options(command: str) -> None:
     given = [param.opts[0] for param in ctx.command.params
              if param.name not in TOKEN_OPTIONS[command] and explicit_option(param.name)]
     if given:
-        raise NeurodeployError(f"{', '.join(given)}: event-stream option(s) of `{command}`; a token-model bundle reads "
-                               "token ids and has no front-end. Remove them")
+        raise NeurodeployError(f"{', '.join(given)}: option(s) of `{command}` for event-model bundles; a token-model "
+                               "bundle reads token ids, has no front-end and no signature. Remove them")
 
 
 def run_tokens(bundle_dir: str, source: str, runtime: str, as_json: bool) -> None:
@@ -230,6 +230,9 @@ def export_other(checkpoint: str, config_path: str | None, family: str | None, o
                  as_json: bool) -> None:
     from neurodeploy.model.registry import load_model
 
+    if explicit_option("sign_key"):
+        raise NeurodeployError("--sign: token-model bundles are not signed yet (the manifest lists every sha256; "
+                               "`run --trust` is for event-model bundles). Remove --sign")
     explicit = explicit_option("artifacts")
     export_loaded(load_model(checkpoint, config_path, family=family), checkpoint, out_dir, artifacts, explicit, as_json)
 

@@ -197,7 +197,7 @@ def test_cli_info_export_run_report_generate(upstream, tmp_path):
     stdin = runner.invoke(main, ["run", str(out), "-"], input="3 17 x\n")
     assert stdin.exit_code == 1 and "line 1, column 6" in stdin.output
     event_option = runner.invoke(main, ["run", str(out), str(tokens), "--window-us", "1000"])
-    assert event_option.exit_code == 1 and "--window-us" in event_option.output
+    assert event_option.exit_code == 1 and "--window-us" in event_option.output and "token ids" in event_option.output
     report = runner.invoke(main, ["report", str(out), str(tokens), "-o", str(tmp_path / "rep"), "--json"])
     assert report.exit_code == 0, report.output
     payload = json.loads(report.output)["report"]
