@@ -27,7 +27,9 @@ import torch
 
 from neurodeploy.exporters.onnx import export_backbone, export_backbone_step
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
+from neurodeploy.runtimes.contract import step_backbone
 from neurodeploy.runtimes.onnxruntime import OnnxBackboneRuntime
+from neurodeploy.runtimes.torch import TorchBackboneRuntime
 
 
 def _spikes(config: MambaSpikeConfig, batch: int, steps: int, seed: int = 0) -> torch.Tensor:
@@ -46,15 +48,11 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _per_step_us(step, frames: list) -> np.ndarray:
-    for frame in frames[:20]:  # warm-up
-        step(frame)
-    times = np.empty(len(frames))
-    for i, frame in enumerate(frames):
-        start = time.perf_counter_ns()
-        step(frame)
-        times[i] = (time.perf_counter_ns() - start) / 1e3
-    return times
+def _per_step_us(runtime, spikes: torch.Tensor) -> np.ndarray:
+    step_backbone(runtime, spikes[:, :20])  # warm-up
+    seconds: list[float] = []
+    step_backbone(runtime, spikes[:, 20:], step_seconds=seconds)
+    return np.asarray(seconds) * 1e6
 
 
 def main() -> None:
@@ -97,18 +95,10 @@ def main() -> None:
 
         # -- streaming, batch 1 -------------------------------------------------------------
         torch.set_num_threads(1)
-        frames = list(_spikes(config, 1, args.steps + 20, seed=1).unbind(1))
-        state = model.backbone_initial_state(1)
-
-        def torch_step(frame):
-            nonlocal state
-            _, state = model.backbone_step(frame, state)
-
+        frames = _spikes(config, 1, args.steps + 20, seed=1)
         with torch.inference_mode():
-            torch_us = _per_step_us(torch_step, frames)
-        runtime.reset(1)
-        frames_np = [f.numpy() for f in frames]
-        ort_us = _per_step_us(runtime.step, frames_np)
+            torch_us = _per_step_us(TorchBackboneRuntime(model), frames)
+        ort_us = _per_step_us(runtime, frames)
         print(f"\nstreaming step, batch 1, {args.steps} steps (+20 warm-up):")
         for name, us in (("torch eager backbone_step", torch_us), ("onnxruntime step graph", ort_us)):
             print(f"  {name:26s} p50 {np.percentile(us, 50):8.1f} us   p99 {np.percentile(us, 99):8.1f} us")

@@ -24,17 +24,17 @@ from neurodeploy.exporters.netx import export_netx
 from neurodeploy.exporters.nir import export_frontend
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.frontend import SpikingFrontend
+from neurodeploy.runtimes.contract import step_layers
 from neurodeploy.runtimes.lava import LavaFrontendRuntime
+from neurodeploy.runtimes.torch import TorchFrontendRuntime
 
 
 def torch_step_seconds(frontend: SpikingFrontend, frames: torch.Tensor) -> float:
-    with torch.no_grad():
-        state = frontend.initial_state(1)
-        frontend.step(frames[:, 0], state)  # warm-up
-        start = time.perf_counter()
-        for t in range(frames.shape[1]):
-            _, state = frontend.step(frames[:, t], state)
-    return (time.perf_counter() - start) / frames.shape[1]
+    runtime = TorchFrontendRuntime(frontend)
+    step_layers(runtime, frames[:, :1])  # warm-up
+    seconds: list[float] = []
+    step_layers(runtime, frames, step_seconds=seconds)
+    return sum(seconds) / len(seconds)
 
 
 def lava_seconds(build, frames: torch.Tensor) -> tuple[float, float]:

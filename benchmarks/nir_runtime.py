@@ -8,28 +8,22 @@ is shared and noisy). Run: `python benchmarks/nir_runtime.py [--steps 300] [--re
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
 from neurodeploy.exporters.nir import export_frontend
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
+from neurodeploy.runtimes.contract import step_layers
 from neurodeploy.runtimes.nir import NIRFrontendRuntime, NorseFrontendRuntime
 from neurodeploy.runtimes.torch import TorchFrontendRuntime
 
 
 def per_step_us(runtime, frames: torch.Tensor, warmup: int) -> np.ndarray:
-    runtime.reset(1)
-    for t in range(warmup):
-        runtime.step(frames[:, t])
-    runtime.reset(1)
-    times = []
-    for t in range(frames.shape[1]):
-        start = time.perf_counter()
-        runtime.step(frames[:, t])
-        times.append(time.perf_counter() - start)
-    return np.array(times) * 1e6
+    step_layers(runtime, frames[:, :warmup])
+    seconds: list[float] = []
+    step_layers(runtime, frames, step_seconds=seconds)
+    return np.array(seconds) * 1e6
 
 
 def main() -> None:

@@ -4,12 +4,12 @@
 
 N-MNIST config (34x34, 2->32->32->64 front-end, d_model 128, 4 Mamba layers), 1 ms bins of
 synthetic events (about 13 events per bin, as in N-MNIST). Timed per bin:
-  baseline  MambaSpike.step (PyTorch eager: front-end and backbone)
+  baseline  PyTorch eager: the torch front-end and backbone runtimes, stepped
   pipeline  torch front-end step + onnxruntime step graph (per step)
   chunked   torch front-end steps + one onnxruntime chunk-graph call per `--chunk` bins
             (latency reported per bin: the call's time divided by the bins it carried)
 `--soak-steps N` then runs the per-step pipeline for N more bins and prints the process RSS
-every N/10 steps, to show that memory stays flat.
+after every sample, to show that memory stays flat.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from neurodeploy.events.synthetic import make_nmnist_like
 from neurodeploy.exporters.onnx import export_backbone_chunk, export_backbone_step
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
 from neurodeploy.runtimes.onnxruntime import OnnxBackboneRuntime
-from neurodeploy.runtimes.torch import TorchFrontendRuntime
+from neurodeploy.runtimes.contract import step_layers, step_pipeline
+from neurodeploy.runtimes.torch import TorchBackboneRuntime, TorchFrontendRuntime
 
 
 def percentiles(times_s: list[float]) -> str:
@@ -71,30 +72,22 @@ def main() -> None:
         backbone = OnnxBackboneRuntime(step=step_path, chunk=chunk_path)
         frontend = TorchFrontendRuntime(model)
 
+        frames = frames.transpose(0, 1)  # (1, T, 2, 34, 34)
         with torch.inference_mode():
-            state = model.initial_state(1)
-            eager = []
-            for t in range(steps):
-                start = time.perf_counter()
-                _, state = model.step(frames[t], state)
-                eager.append(time.perf_counter() - start)
+            eager: list[float] = []
+            step_pipeline(TorchFrontendRuntime(model), TorchBackboneRuntime(model), frames, step_seconds=eager)
+            pipeline: list[float] = []
+            step_pipeline(frontend, backbone, frames, step_seconds=pipeline)
 
-            frontend.reset(1)
-            backbone.reset(1)
-            pipeline = []
-            for t in range(steps):
-                start = time.perf_counter()
-                backbone.step(frontend.step(frames[t]))
-                pipeline.append(time.perf_counter() - start)
-
-            frontend.reset(1)
+            frontend_seconds: list[float] = []
+            spikes = step_layers(frontend, frames, step_seconds=frontend_seconds)[frontend.layer_names[-1]]
             backbone.reset(1)
             chunked = []
             for t0 in range(0, steps - args.chunk + 1, args.chunk):
                 start = time.perf_counter()
-                spikes = torch.stack([frontend.step(frames[t]) for t in range(t0, t0 + args.chunk)], dim=1)
-                backbone.push(spikes)
-                chunked.extend([(time.perf_counter() - start) / args.chunk] * args.chunk)
+                backbone.push(spikes[:, t0:t0 + args.chunk])
+                per_bin = (time.perf_counter() - start) / args.chunk
+                chunked.extend(f + per_bin for f in frontend_seconds[t0:t0 + args.chunk])
 
         eager_p50 = float(np.median(eager))
         print(f"streaming at batch 1, N-MNIST config, 1 ms bins, {steps} steps, torch threads {args.threads}")
@@ -106,18 +99,13 @@ def main() -> None:
         print("  targets: p50 <= 250 us and p99 <= 1000 us per 1 ms step, >= 3x faster than eager")
 
         if args.soak_steps:
-            print(f"soak: {args.soak_steps} steps of the per-step pipeline (frames replayed), RSS in MiB:")
-            frontend.reset(1)
-            backbone.reset(1)
+            print(f"soak: {args.soak_steps} steps of the per-step pipeline (frames replayed in samples of {steps} "
+                  "steps), RSS in MiB after each sample:")
             marks = []
             with torch.inference_mode():
-                for i in range(args.soak_steps):
-                    backbone.step(frontend.step(frames[i % steps]))
-                    if (i + 1) % max(1, args.soak_steps // 10) == 0:
-                        marks.append(rss_mib())
-                        if (i + 1) % 3000 == 0:  # a sample boundary now and then, as the stream resets
-                            frontend.reset(1)
-                            backbone.reset(1)
+                for _ in range(max(1, args.soak_steps // steps)):  # every pass is a sample: both states reset
+                    step_pipeline(frontend, backbone, frames)
+                    marks.append(rss_mib())
             print("  " + "  ".join(f"{m:.1f}" for m in marks), f"(growth {marks[-1] - marks[0]:+.1f} MiB)")
 
 

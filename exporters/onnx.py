@@ -31,15 +31,9 @@ Conv refuse zero-length sequences, so a packet that lies wholly inside the warm-
 sample (`flush`: lookahead zero frames after the last real one) is a runtime's job: it needs the
 count of real frames, which the graphs do not carry.
 
-Route taken: the graphs are written node by node with `onnx.helper` from the model's
-weights, not traced with torch.onnx. The torch 2.x exporter inlines ONNX functions, so
-keeping one SelectiveScan node per layer through it needs a torch.library custom op, an
-onnxscript translation emitting the bare node and the FunctionProto attached afterwards; the
-traced step graph also needs the warm-up expressed without Python control flow. Writing the
-graph directly gives the same file with the node count under control (it sets the batch-1
-step latency), exports in milliseconds instead of tens of seconds, and keeps the maths
-reviewable beside `neurodeploy.model.mamba`. Parity against the PyTorch model is checked at
-every export.
+The graphs are written node by node (`neurodeploy.exporters.onnx_graph` says why), each
+Mamba layer by the shared emitter `neurodeploy.exporters.onnx_mamba`. Parity against the
+PyTorch model is checked at every export.
 """
 from __future__ import annotations
 
@@ -54,14 +48,9 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from neurodeploy.exporters.onnx_functions import (
-    DOMAIN,
-    DOMAIN_VERSION,
-    SELECTIVE_SCAN,
-    SELECTIVE_STATE_UPDATE,
-    selective_scan_function,
-    selective_state_update_function,
-)
+from neurodeploy.exporters.onnx_functions import DOMAIN, DOMAIN_VERSION, SELECTIVE_SCAN, SELECTIVE_STATE_UPDATE
+from neurodeploy.exporters.onnx_graph import INT64_MAX, GraphBuilder, layer_norm, stack_states
+from neurodeploy.exporters.onnx_mamba import MambaLayerWeights, emit_layer_sequence, emit_layer_step
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.model import BackboneState, MambaSpike
 
@@ -71,7 +60,6 @@ DEFAULT_TOLERANCE = 1e-4
 STATE_NAMES = ("interface_ring", "conv_state", "ssm_state", "feature_sum", "count", "pushed")
 STATE_OUTPUT_NAMES = tuple(f"{name}_out" for name in STATE_NAMES)
 GraphKind = Literal["full", "chunk", "step"]
-_INT64_MAX = np.iinfo(np.int64).max
 
 
 class OnnxExportError(ValueError):
@@ -162,48 +150,27 @@ def build_backbone_model(model: MambaSpike, graph: GraphKind, *, dt: float, opse
     """The ONNX model of one graph kind, in memory, unchecked."""
     _check_arguments(model, graph, dt, opset)
     weights = _Weights.of(model)
-    builder = _Builder(graph)
+    builder = GraphBuilder(graph, opset=opset)
     if graph == "full":
         _full_graph(builder, weights)
     elif graph == "chunk":
         _chunk_graph(builder, weights)
     else:
         _step_graph(builder, weights)
-    onnx_graph = helper.make_graph(
-        builder.nodes, f"neurodeploy_backbone_{graph}", builder.inputs, builder.outputs, builder.initializers
+    return builder.model(
+        f"neurodeploy_backbone_{graph}", producer_version=_versions()["neurodeploy"],
+        doc=f"Mamba-Spike SSM backbone, {graph} graph (see neurodeploy.exporters.onnx)",
+        metadata=_metadata(model.config, graph, dt, opset),
     )
-    function = selective_scan_function(opset) if graph in ("full", "chunk") else selective_state_update_function(opset)
-    proto = helper.make_model(
-        onnx_graph,
-        opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, DOMAIN_VERSION)],
-        functions=[function],
-        producer_name="neurodeploy",
-        producer_version=_versions()["neurodeploy"],
-        doc_string=f"Mamba-Spike SSM backbone, {graph} graph (see neurodeploy.exporters.onnx)",
-    )
-    # make_model stamps the newest IR version this onnx knows; older onnxruntimes refuse those.
-    proto.ir_version = min(proto.ir_version, 10)
-    helper.set_model_props(proto, _metadata(model.config, graph, dt, opset))
-    return proto
 
 
 # -- weights -------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _LayerWeights:
+class _BlockWeights:
     norm_scale: np.ndarray
     norm_bias: np.ndarray
     norm_eps: float
-    in_x_t: np.ndarray  # (d_model, d_inner): in_proj rows of x, transposed for MatMul
-    in_z_t: np.ndarray  # (d_model, d_inner): in_proj rows of z
-    conv: np.ndarray  # (d_inner, 1, d_conv) depthwise
-    x_dt_t: np.ndarray  # (d_inner, dt_rank)
-    x_B_t: np.ndarray  # (d_inner, d_state)
-    x_C_t: np.ndarray  # (d_inner, d_state)
-    dt_proj_t: np.ndarray  # (dt_rank, d_inner)
-    dt_bias: np.ndarray  # (d_inner,)
-    A: np.ndarray  # (d_inner, d_state) = -exp(A_log)
-    D: np.ndarray
-    out_t: np.ndarray  # (d_inner, d_model)
+    mamba: MambaLayerWeights
 
 
 @dataclass(frozen=True)
@@ -211,7 +178,7 @@ class _Weights:
     config: MambaSpikeConfig
     input_proj_t: np.ndarray  # (F, d_model)
     input_proj_bias: np.ndarray
-    layers: tuple[_LayerWeights, ...]
+    layers: tuple[_BlockWeights, ...]
     norm_scale: np.ndarray
     norm_bias: np.ndarray
     norm_eps: float
@@ -220,97 +187,26 @@ class _Weights:
 
     @classmethod
     def of(cls, model: MambaSpike) -> _Weights:
-        c = model.config
-
         def arr(t: torch.Tensor) -> np.ndarray:
             return np.ascontiguousarray(t.detach().to(torch.float32).cpu().numpy())
 
-        layers = []
-        for block in model.mamba_blocks:
-            m = block.mamba
-            in_w = arr(m.in_proj.weight)
-            x_w = arr(m.x_proj.weight)
-            layers.append(_LayerWeights(
-                norm_scale=arr(block.norm.weight), norm_bias=arr(block.norm.bias), norm_eps=float(block.norm.eps),
-                in_x_t=np.ascontiguousarray(in_w[: c.d_inner].T), in_z_t=np.ascontiguousarray(in_w[c.d_inner:].T),
-                conv=arr(m.conv1d.weight),
-                x_dt_t=np.ascontiguousarray(x_w[: c.dt_rank].T),
-                x_B_t=np.ascontiguousarray(x_w[c.dt_rank: c.dt_rank + c.d_state].T),
-                x_C_t=np.ascontiguousarray(x_w[c.dt_rank + c.d_state:].T),
-                dt_proj_t=np.ascontiguousarray(arr(m.dt_proj.weight).T), dt_bias=arr(m.dt_proj.bias),
-                A=arr(-torch.exp(m.A_log.float())), D=arr(m.D),
-                out_t=np.ascontiguousarray(arr(m.out_proj.weight).T),
-            ))
+        layers = tuple(
+            _BlockWeights(arr(block.norm.weight), arr(block.norm.bias), float(block.norm.eps),
+                          MambaLayerWeights.from_module(block.mamba))
+            for block in model.mamba_blocks
+        )
         return cls(
-            config=c,
+            config=model.config,
             input_proj_t=np.ascontiguousarray(arr(model.input_proj.weight).T),
             input_proj_bias=arr(model.input_proj.bias),
-            layers=tuple(layers),
+            layers=layers,
             norm_scale=arr(model.norm.weight), norm_bias=arr(model.norm.bias), norm_eps=float(model.norm.eps),
             classifier=arr(model.classifier.weight), classifier_bias=arr(model.classifier.bias),
         )
 
 
 # -- graph construction ----------------------------------------------------------------------
-class _Builder:
-    """Collects nodes, initializers and graph inputs/outputs under unique names."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self.inputs: list[onnx.ValueInfoProto] = []
-        self.outputs: list[onnx.ValueInfoProto] = []
-        self._counter = 0
-        self._constants: dict[tuple, str] = {}
-
-    def _name(self, hint: str) -> str:
-        self._counter += 1
-        return f"{hint}_{self._counter}"
-
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, name: str | None = None, domain: str = "",
-           out_names: list[str] | None = None, **attrs) -> str | list[str]:
-        names = out_names or [self._name(name or op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=self._name(f"{name or op_type}_node"),
-                                           domain=domain, **attrs))
-        return names[0] if len(names) == 1 and outputs == 1 else names
-
-    def weight(self, name: str, value: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.array(value, order="C"), name))  # keeps 0-d shapes
-        return name
-
-    def ints(self, *values: int) -> str:
-        key = ("i64", values)
-        if key not in self._constants:
-            self._constants[key] = self.weight(self._name("ints"), np.array(values, dtype=np.int64))
-        return self._constants[key]
-
-    def scalar(self, value, dtype) -> str:
-        key = (np.dtype(dtype).str, value)
-        if key not in self._constants:
-            self._constants[key] = self.weight(self._name("scalar"), np.array(value, dtype=dtype))
-        return self._constants[key]
-
-    def input(self, name: str, elem_type: int, shape: list) -> str:
-        self.inputs.append(helper.make_tensor_value_info(name, elem_type, shape))
-        return name
-
-    def output(self, value: str, name: str, elem_type: int, shape: list) -> None:
-        # rename the producer's output rather than add an Identity: every node costs
-        # dispatch time in the batch-1 step graph
-        producers = [n for n in self.nodes if value in n.output]
-        if producers and value not in {v.name for v in self.inputs}:
-            for node in self.nodes:
-                for field in (node.input, node.output):
-                    for i, existing in enumerate(field):
-                        if existing == value:
-                            field[i] = name
-        else:
-            self.nodes.append(helper.make_node("Identity", [value], [name], name=self._name(f"{name}_node")))
-        self.outputs.append(helper.make_tensor_value_info(name, elem_type, shape))
-
-
-def _state_inputs(b: _Builder, c: MambaSpikeConfig) -> dict[str, str]:
+def _state_inputs(b: GraphBuilder, c: MambaSpikeConfig) -> dict[str, str]:
     L, k = c.n_layers, c.interface_window
     return {
         "interface_ring": b.input("interface_ring", TensorProto.FLOAT, ["batch", k - 1, c.spike_features]),
@@ -322,7 +218,7 @@ def _state_inputs(b: _Builder, c: MambaSpikeConfig) -> dict[str, str]:
     }
 
 
-def _state_outputs(b: _Builder, c: MambaSpikeConfig, values: dict[str, str]) -> None:
+def _state_outputs(b: GraphBuilder, c: MambaSpikeConfig, values: dict[str, str]) -> None:
     L, k = c.n_layers, c.interface_window
     shapes = {
         "interface_ring": (TensorProto.FLOAT, ["batch", k - 1, c.spike_features]),
@@ -336,22 +232,13 @@ def _state_outputs(b: _Builder, c: MambaSpikeConfig, values: dict[str, str]) -> 
         b.output(values[name], f"{name}_out", *shapes[name])
 
 
-def _layer_norm(b: _Builder, x: str, scale: np.ndarray, bias: np.ndarray, eps: float, tag: str) -> str:
-    return b.op("LayerNormalization", x, b.weight(f"{tag}.norm.weight", scale), b.weight(f"{tag}.norm.bias", bias),
-                axis=-1, epsilon=eps, name=f"{tag}.norm")
-
-
-def _silu(b: _Builder, x: str) -> str:
-    return b.op("Mul", x, b.op("Sigmoid", x))
-
-
-def _head(b: _Builder, w: _Weights, pooled: str) -> str:
-    normed = _layer_norm(b, pooled, w.norm_scale, w.norm_bias, w.norm_eps, "head")
+def _head(b: GraphBuilder, w: _Weights, pooled: str) -> str:
+    normed = layer_norm(b, pooled, w.norm_scale, w.norm_bias, w.norm_eps, "head.norm")
     return b.op("Gemm", normed, b.weight("classifier.weight", w.classifier), b.weight("classifier.bias", w.classifier_bias),
                 transB=1, name="classifier")
 
 
-def _smooth_projected(b: _Builder, projected: str, window: int, pads: tuple[int, int]) -> str:
+def _smooth_projected(b: GraphBuilder, projected: str, window: int, pads: tuple[int, int]) -> str:
     """k-tap moving average over time of `(B, T, D)`; zero padding counts in the divisor."""
     channels_first = b.op("Transpose", projected, perm=[0, 2, 1])
     pooled = b.op("AveragePool", channels_first, kernel_shape=[window], pads=list(pads), count_include_pad=1,
@@ -359,47 +246,15 @@ def _smooth_projected(b: _Builder, projected: str, window: int, pads: tuple[int,
     return b.op("Transpose", pooled, perm=[0, 2, 1])
 
 
-def _mamba_sequence(b: _Builder, lw: _LayerWeights, x: str, tag: str, conv_state: str | None, h0: str,
-                    c: MambaSpikeConfig) -> tuple[str, str | None, str]:
-    """One `x + mamba(norm(x))` over `(B, L, d_model)`; returns (x, conv_state_out, h_last).
-
-    With `conv_state` None the causal conv zero-pads (a sequence from the start); otherwise
-    the last d_conv-1 inputs of the previous packet are prepended, as `Mamba.forward` does.
-    """
-    normed = _layer_norm(b, x, lw.norm_scale, lw.norm_bias, lw.norm_eps, tag)
-    xi = b.op("MatMul", normed, b.weight(f"{tag}.in_proj.x", lw.in_x_t), name=f"{tag}.in_proj_x")
-    z = b.op("MatMul", normed, b.weight(f"{tag}.in_proj.z", lw.in_z_t), name=f"{tag}.in_proj_z")
-    xc = b.op("Transpose", xi, perm=[0, 2, 1])  # (B, d_inner, L)
-    conv_w = b.weight(f"{tag}.conv1d.weight", lw.conv)
-    if conv_state is None:
-        conv = b.op("Conv", xc, conv_w, group=c.d_inner, kernel_shape=[c.d_conv], pads=[c.d_conv - 1, 0],
-                    name=f"{tag}.conv1d")
-        conv_out = None
-    else:
-        history = b.op("Slice", conv_state, b.ints(1), b.ints(_INT64_MAX), b.ints(2))
-        padded = b.op("Concat", history, xc, axis=2)
-        conv = b.op("Conv", padded, conv_w, group=c.d_inner, kernel_shape=[c.d_conv], name=f"{tag}.conv1d")
-        conv_out = b.op("Slice", padded, b.ints(-c.d_conv), b.ints(_INT64_MAX), b.ints(2))
-    u = _silu(b, b.op("Transpose", conv, perm=[0, 2, 1]))
-    dt = b.op("MatMul", u, b.weight(f"{tag}.x_proj.dt", lw.x_dt_t), name=f"{tag}.x_proj_dt")
-    Bm = b.op("MatMul", u, b.weight(f"{tag}.x_proj.B", lw.x_B_t), name=f"{tag}.x_proj_B")
-    Cm = b.op("MatMul", u, b.weight(f"{tag}.x_proj.C", lw.x_C_t), name=f"{tag}.x_proj_C")
-    delta = b.op("MatMul", dt, b.weight(f"{tag}.dt_proj.weight", lw.dt_proj_t), name=f"{tag}.dt_proj")
-    y, h_last = b.op(
-        SELECTIVE_SCAN, u, delta, b.weight(f"{tag}.A", lw.A), Bm, Cm, b.weight(f"{tag}.D", lw.D), z,
-        b.weight(f"{tag}.dt_proj.bias", lw.dt_bias), h0, outputs=2, domain=DOMAIN, name=f"{tag}.selective_scan",
-    )
-    out = b.op("MatMul", y, b.weight(f"{tag}.out_proj", lw.out_t), name=f"{tag}.out_proj")
-    return b.op("Add", x, out), conv_out, h_last
+def _block_sequence(b: GraphBuilder, bw: _BlockWeights, x: str, tag: str, conv_state: str | None,
+                    h0: str) -> tuple[str, str | None, str]:
+    """One `x + mamba(norm(x))` over `(B, L, d_model)`; returns (x, conv_state_out, h_last)."""
+    normed = layer_norm(b, x, bw.norm_scale, bw.norm_bias, bw.norm_eps, f"{tag}.norm")
+    out, mixed = emit_layer_sequence(b, bw.mamba, normed, tag, h0=h0, conv_state=conv_state)
+    return b.op("Add", x, out), mixed.conv_state, mixed.ssm_state
 
 
-def _stack(b: _Builder, per_layer: list[str], trailing: tuple[int, int]) -> str:
-    """Per-layer `(B, *trailing)` states -> `(n_layers, B, *trailing)`: one Concat and one
-    Reshape, where an Unsqueeze per layer would cost a node each in the step graph."""
-    return b.op("Reshape", b.op("Concat", *per_layer, axis=0), b.ints(len(per_layer), -1, *trailing))
-
-
-def _full_graph(b: _Builder, w: _Weights) -> None:
+def _full_graph(b: GraphBuilder, w: _Weights) -> None:
     c = w.config
     spikes = b.input("spikes", TensorProto.FLOAT, ["batch", "time", c.spiking_channels, c.feature_height, c.feature_width])
     flat = b.op("Reshape", spikes, b.ints(0, 0, -1))  # (B, T, F) in (C, H, W) order
@@ -412,18 +267,18 @@ def _full_graph(b: _Builder, w: _Weights) -> None:
     batch = b.op("Shape", flat, start=0, end=1)
     h0_shape = b.op("Concat", batch, b.ints(c.d_inner, c.d_state), axis=0)
     h0 = b.op("ConstantOfShape", h0_shape, value=numpy_helper.from_array(np.zeros(1, np.float32)))
-    for i, lw in enumerate(w.layers):
-        x, _, _ = _mamba_sequence(b, lw, x, f"mamba_blocks.{i}", None, h0, c)
+    for i, bw in enumerate(w.layers):
+        x, _, _ = _block_sequence(b, bw, x, f"mamba_blocks.{i}", None, h0)
     pooled = b.op("ReduceMean", x, b.ints(1), keepdims=0, name="mean_over_time")
     b.output(_head(b, w, pooled), "logits", TensorProto.FLOAT, ["batch", c.num_classes])
 
 
-def _anytime_logits(b: _Builder, w: _Weights, feature_sum: str, count: str) -> str:
+def _anytime_logits(b: GraphBuilder, w: _Weights, feature_sum: str, count: str) -> str:
     denominator = b.op("Max", b.op("Cast", count, to=TensorProto.FLOAT), b.scalar(1.0, np.float32))
     return _head(b, w, b.op("Div", feature_sum, denominator))
 
 
-def _chunk_graph(b: _Builder, w: _Weights) -> None:
+def _chunk_graph(b: GraphBuilder, w: _Weights) -> None:
     c = w.config
     k = c.interface_window
     spikes = b.input("spikes", TensorProto.FLOAT, ["batch", "time", c.spiking_channels, c.feature_height, c.feature_width])
@@ -431,20 +286,20 @@ def _chunk_graph(b: _Builder, w: _Weights) -> None:
     flat = b.op("Reshape", spikes, b.ints(0, 0, -1))
     window = b.op("Concat", state["interface_ring"], flat, axis=1)  # (B, k-1+T, F)
     steps = b.op("Shape", flat, start=1, end=2)  # (1,) int64
-    ring_out = b.op("Slice", window, steps, b.ints(_INT64_MAX), b.ints(1))
+    ring_out = b.op("Slice", window, steps, b.ints(INT64_MAX), b.ints(1))
     projected = b.op("MatMul", window, b.weight("input_proj.weight", w.input_proj_t), name="input_proj")
     smoothed = _smooth_projected(b, projected, k, (0, 0))  # the ring supplies the causal history
     x = b.op("Add", smoothed, b.weight("input_proj.bias", w.input_proj_bias))
     # warm-up of the centered interface: the first `lookahead` pushes of a sample run no block
     skip = b.op("Min", b.op("Max", b.op("Sub", b.ints(c.lookahead), state["pushed"]), b.ints(0)), steps)  # (1,)
-    x = b.op("Slice", x, skip, b.ints(_INT64_MAX), b.ints(1))
+    x = b.op("Slice", x, skip, b.ints(INT64_MAX), b.ints(1))
     active = b.op("Sub", steps, skip)
     convs, ssms = [], []
-    for i, lw in enumerate(w.layers):
+    for i, bw in enumerate(w.layers):
         index = b.scalar(i, np.int64)
         conv_i = b.op("Gather", state["conv_state"], index, axis=0)
         ssm_i = b.op("Gather", state["ssm_state"], index, axis=0)
-        x, conv_out, h_last = _mamba_sequence(b, lw, x, f"mamba_blocks.{i}", conv_i, ssm_i, c)
+        x, conv_out, h_last = _block_sequence(b, bw, x, f"mamba_blocks.{i}", conv_i, ssm_i)
         convs.append(conv_out)
         ssms.append(h_last)
     feature_sum = b.op("Add", state["feature_sum"], b.op("ReduceSum", x, b.ints(1), keepdims=0))
@@ -452,19 +307,20 @@ def _chunk_graph(b: _Builder, w: _Weights) -> None:
     pushed = b.op("Add", state["pushed"], b.op("Squeeze", steps, b.ints(0)))
     b.output(_anytime_logits(b, w, feature_sum, count), "logits", TensorProto.FLOAT, ["batch", c.num_classes])
     _state_outputs(b, c, {
-        "interface_ring": ring_out, "conv_state": _stack(b, convs, (c.d_inner, c.d_conv)),
-        "ssm_state": _stack(b, ssms, (c.d_inner, c.d_state)), "feature_sum": feature_sum, "count": count, "pushed": pushed,
+        "interface_ring": ring_out, "conv_state": stack_states(b, convs, (c.d_inner, c.d_conv)),
+        "ssm_state": stack_states(b, ssms, (c.d_inner, c.d_state)), "feature_sum": feature_sum, "count": count,
+        "pushed": pushed,
     })
 
 
-def _step_graph(b: _Builder, w: _Weights) -> None:
+def _step_graph(b: GraphBuilder, w: _Weights) -> None:
     c = w.config
     k = c.interface_window
     spikes = b.input("spikes_t", TensorProto.FLOAT, ["batch", c.spiking_channels, c.feature_height, c.feature_width])
     state = _state_inputs(b, c)
     flat = b.op("Unsqueeze", b.op("Reshape", spikes, b.ints(0, -1)), b.ints(1))  # (B, 1, F)
     window = b.op("Concat", state["interface_ring"], flat, axis=1)  # (B, k, F)
-    ring_out = b.op("Slice", window, b.ints(1), b.ints(_INT64_MAX), b.ints(1))
+    ring_out = b.op("Slice", window, b.ints(1), b.ints(INT64_MAX), b.ints(1))
     summed = b.op("ReduceSum", window, b.ints(1), keepdims=0)
     # Gemm's alpha divides by k after the projection: W (sum / k) + b in one node
     x = b.op("Gemm", summed, b.weight("input_proj.weight", w.input_proj_t), b.weight("input_proj.bias", w.input_proj_bias),
@@ -473,31 +329,18 @@ def _step_graph(b: _Builder, w: _Weights) -> None:
     # the centered interface's warm-up: blocks run (their state is kept) only past `lookahead` pushes
     active = b.op("Greater", pushed, b.scalar(c.lookahead, np.int64))
     convs, ssms = [], []
-    for i, lw in enumerate(w.layers):
+    for i, bw in enumerate(w.layers):
         tag = f"mamba_blocks.{i}"
         index = b.scalar(i, np.int64)
         conv_state = b.op("Gather", state["conv_state"], index, axis=0)  # (B, d_inner, d_conv)
         ssm_state = b.op("Gather", state["ssm_state"], index, axis=0)
-        normed = _layer_norm(b, x, lw.norm_scale, lw.norm_bias, lw.norm_eps, tag)
-        xi = b.op("MatMul", normed, b.weight(f"{tag}.in_proj.x", lw.in_x_t), name=f"{tag}.in_proj_x")
-        z = b.op("MatMul", normed, b.weight(f"{tag}.in_proj.z", lw.in_z_t), name=f"{tag}.in_proj_z")
-        history = b.op("Slice", conv_state, b.ints(1), b.ints(_INT64_MAX), b.ints(2))
-        conv_state = b.op("Concat", history, b.op("Unsqueeze", xi, b.ints(2)), axis=2)
-        taps = b.weight(f"{tag}.conv1d.weight", lw.conv[:, 0, :])
-        u = _silu(b, b.op("ReduceSum", b.op("Mul", conv_state, taps), b.ints(2), keepdims=0, name=f"{tag}.conv1d"))
-        dt = b.op("MatMul", u, b.weight(f"{tag}.x_proj.dt", lw.x_dt_t), name=f"{tag}.x_proj_dt")
-        Bm = b.op("MatMul", u, b.weight(f"{tag}.x_proj.B", lw.x_B_t), name=f"{tag}.x_proj_B")
-        Cm = b.op("MatMul", u, b.weight(f"{tag}.x_proj.C", lw.x_C_t), name=f"{tag}.x_proj_C")
-        delta = b.op("MatMul", dt, b.weight(f"{tag}.dt_proj.weight", lw.dt_proj_t), name=f"{tag}.dt_proj")
-        y, ssm_state = b.op(
-            SELECTIVE_STATE_UPDATE, ssm_state, u, delta, b.weight(f"{tag}.A", lw.A), Bm, Cm, b.weight(f"{tag}.D", lw.D),
-            z, b.weight(f"{tag}.dt_proj.bias", lw.dt_bias), outputs=2, domain=DOMAIN, name=f"{tag}.selective_state_update",
-        )
-        x = b.op("Add", x, b.op("MatMul", y, b.weight(f"{tag}.out_proj", lw.out_t), name=f"{tag}.out_proj"))
-        convs.append(conv_state)
-        ssms.append(ssm_state)
-    conv_out = b.op("Where", active, _stack(b, convs, (c.d_inner, c.d_conv)), state["conv_state"])
-    ssm_out = b.op("Where", active, _stack(b, ssms, (c.d_inner, c.d_state)), state["ssm_state"])
+        normed = layer_norm(b, x, bw.norm_scale, bw.norm_bias, bw.norm_eps, f"{tag}.norm")
+        out, mixed = emit_layer_step(b, bw.mamba, normed, tag, conv_state=conv_state, ssm_state=ssm_state)
+        x = b.op("Add", x, out)
+        convs.append(mixed.conv_state)
+        ssms.append(mixed.ssm_state)
+    conv_out = b.op("Where", active, stack_states(b, convs, (c.d_inner, c.d_conv)), state["conv_state"])
+    ssm_out = b.op("Where", active, stack_states(b, ssms, (c.d_inner, c.d_state)), state["ssm_state"])
     feature_sum = b.op("Where", active, b.op("Add", state["feature_sum"], x), state["feature_sum"])
     count = b.op("Add", state["count"], b.op("Cast", active, to=TensorProto.INT64))
     b.output(_anytime_logits(b, w, feature_sum, count), "logits", TensorProto.FLOAT, ["batch", c.num_classes])

@@ -7,9 +7,18 @@
         -> (y, ssm_state_out)
         the same maths for one step: u, delta, z (B, d_inner); B, C (B, d_state).
 
+    ai.neurodeploy::SelectiveScanUngated(u, delta, A, B, C, D, delta_bias, h0) -> (y, h_last)
+    ai.neurodeploy::SelectiveStateUpdateUngated(ssm_state, u, delta, A, B, C, D, delta_bias)
+        -> (y, ssm_state_out)
+        the same without the gate: y = <h, C> + D * u. For Mamba variants that put something
+        between the scan and the gate (the liquid family's LayerNorm(d_inner) before
+        * silu(z)); the graph applies that and the gate outside. Sibling functions rather than
+        an optional `z` input, because a FunctionProto body cannot branch on an absent input.
+
 Inputs and maths are those of `neurodeploy.model.mamba.selective_scan` /
 `selective_state_update` (and of the official kernels' signatures): `delta` is the
-pre-softplus projection, `A = -exp(A_log)`, and `y` comes out already gated by silu(z).
+pre-softplus projection, `A = -exp(A_log)`, and `y` of the gated ops comes out already gated
+by silu(z). The specification is docs/custom_ops.md.
 
 A model carrying these functions runs in stock onnxruntime (it inlines the bodies at load),
 while a runtime with a fused kernel can claim the node by domain and name. The bodies are
@@ -23,6 +32,8 @@ DOMAIN = "ai.neurodeploy"
 DOMAIN_VERSION = 1
 SELECTIVE_SCAN = "SelectiveScan"
 SELECTIVE_STATE_UPDATE = "SelectiveStateUpdate"
+SELECTIVE_SCAN_UNGATED = "SelectiveScanUngated"
+SELECTIVE_STATE_UPDATE_UNGATED = "SelectiveStateUpdateUngated"
 SCAN_INPUTS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0")
 SCAN_OUTPUTS = ("y", "h_last")
 STATE_UPDATE_INPUTS = ("ssm_state", "u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -33,8 +44,11 @@ def _ints(name: str, values: list[int]):
     return helper.make_node("Constant", [], [name], value_ints=values)
 
 
-def _gate(u: str, D: str, z: str, y_ssm: str, out: str) -> list:
-    """y = (y_ssm + D * u) * silu(z); ONNX before opset 24 has no SiLU, so x * sigmoid(x)."""
+def _gate(u: str, D: str, z: str | None, y_ssm: str, out: str) -> list:
+    """y = (y_ssm + D * u) * silu(z), or without the gate when `z` is None; ONNX before
+    opset 24 has no SiLU, so x * sigmoid(x)."""
+    if z is None:
+        return [helper.make_node("Mul", [u, D], ["Du"]), helper.make_node("Add", [y_ssm, "Du"], [out])]
     return [
         helper.make_node("Mul", [u, D], ["Du"]),
         helper.make_node("Add", [y_ssm, "Du"], ["y_skip"]),
@@ -44,8 +58,12 @@ def _gate(u: str, D: str, z: str, y_ssm: str, out: str) -> list:
     ]
 
 
-def selective_scan_function(opset: int) -> FunctionProto:
-    """The full-sequence scan. The exponentials and input terms of every step are computed in
+def _without_z(names: tuple[str, ...]) -> list[str]:
+    return [n for n in names if n != "z"]
+
+
+def selective_scan_function(opset: int, *, gated: bool = True) -> FunctionProto:
+    """The full-sequence scan (`gated=False`: SelectiveScanUngated). The exponentials and input terms of every step are computed in
     one vectorised call, born time-major; only `h = dA_t * h + dBu_t` and `y_t = h @ C_t`
     step through time in a Scan over axis 0."""
     body = helper.make_graph(
@@ -87,17 +105,19 @@ def selective_scan_function(opset: int) -> FunctionProto:
         helper.make_node("Scan", ["h0", "dA", "dBu", "C_col"], ["h_last", "y_col"], body=body, num_scan_inputs=3),
         helper.make_node("Squeeze", ["y_col", "axis_last"], ["y_tm"]),
         helper.make_node("Transpose", ["y_tm"], ["y_ssm"], perm=time_major),
-        *_gate("u", "D", "z", "y_ssm", "y"),
+        *_gate("u", "D", "z" if gated else None, "y_ssm", "y"),
     ]
     return helper.make_function(
-        DOMAIN, SELECTIVE_SCAN, list(SCAN_INPUTS), list(SCAN_OUTPUTS), nodes,
+        DOMAIN, SELECTIVE_SCAN if gated else SELECTIVE_SCAN_UNGATED,
+        list(SCAN_INPUTS) if gated else _without_z(SCAN_INPUTS), list(SCAN_OUTPUTS), nodes,
         opset_imports=[helper.make_opsetid("", opset)],
         doc_string="Mamba selective scan; see neurodeploy.model.mamba.selective_scan",
     )
 
 
-def selective_state_update_function(opset: int) -> FunctionProto:
-    """One step of the scan, for the step graph: no Scan, a handful of elementwise ops."""
+def selective_state_update_function(opset: int, *, gated: bool = True) -> FunctionProto:
+    """One step of the scan, for the step graph: no Scan, a handful of elementwise ops
+    (`gated=False`: SelectiveStateUpdateUngated)."""
     nodes = [
         _ints("axis_last", [-1]),
         _ints("axis_1", [1]),
@@ -115,10 +135,11 @@ def selective_state_update_function(opset: int) -> FunctionProto:
         helper.make_node("Unsqueeze", ["C", "axis_last"], ["C_col"]),
         helper.make_node("MatMul", ["ssm_state_out", "C_col"], ["y_col"]),
         helper.make_node("Squeeze", ["y_col", "axis_last"], ["y_ssm"]),
-        *_gate("u", "D", "z", "y_ssm", "y"),
+        *_gate("u", "D", "z" if gated else None, "y_ssm", "y"),
     ]
     return helper.make_function(
-        DOMAIN, SELECTIVE_STATE_UPDATE, list(STATE_UPDATE_INPUTS), list(STATE_UPDATE_OUTPUTS), nodes,
+        DOMAIN, SELECTIVE_STATE_UPDATE if gated else SELECTIVE_STATE_UPDATE_UNGATED,
+        list(STATE_UPDATE_INPUTS) if gated else _without_z(STATE_UPDATE_INPUTS), list(STATE_UPDATE_OUTPUTS), nodes,
         opset_imports=[helper.make_opsetid("", opset)],
         doc_string="One step of the Mamba selective scan; see neurodeploy.model.mamba.selective_state_update",
     )

@@ -29,6 +29,7 @@ from neurodeploy import __version__
 from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint, save_checkpoint
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.model import MambaSpike
+from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime, step_layers
 
 MANIFEST = "manifest.json"
 BUNDLE_FORMAT = "neurodeploy.bundle/1"
@@ -116,8 +117,12 @@ class Bundle:
         model, _ = load_checkpoint(self.path("model"))
         return model
 
-    def frontend_runtime(self, kind: str = "torch", **options: Any):
-        """A FrontendRuntime of this bundle: `torch` | `nir` | `lava` (netx, fixed point)."""
+    def frontend_runtime(self, kind: str = "torch", *, steps_per_sample: int = 300) -> FrontendRuntime:
+        """A FrontendRuntime of this bundle: `torch` | `nir` | `lava` (netx, fixed point).
+
+        `steps_per_sample`: the longest sample in time steps, which the pipelined Lava runtime
+        lays out on its clock; the other runtimes take any length.
+        """
         if kind == "torch":
             from neurodeploy.runtimes.torch import TorchFrontendRuntime
 
@@ -132,10 +137,10 @@ class Bundle:
             from neurodeploy.runtimes.lava import LavaFrontendRuntime
 
             # the bit-accurate Loihi path; close() (or interpreter exit) stops the Lava processes
-            return LavaFrontendRuntime.fixed_point(self.path("frontend_netx"), **options)
+            return LavaFrontendRuntime.fixed_point(self.path("frontend_netx"), steps_per_sample=steps_per_sample)
         raise BundleError(f"unknown front-end runtime {kind!r}; choose from {FRONTEND_RUNTIMES}")
 
-    def backbone_runtime(self, kind: str = "onnxruntime", **options: Any):
+    def backbone_runtime(self, kind: str = "onnxruntime", **options: Any) -> BackboneRuntime:
         """A BackboneRuntime of this bundle: `onnxruntime` | `torch`."""
         if kind == "torch":
             from neurodeploy.runtimes.torch import TorchBackboneRuntime
@@ -284,7 +289,7 @@ def _spike_mismatch(reference: dict[str, torch.Tensor], other: dict[str, torch.T
 def _export_nir(model, dt_s, out_dir, frames, skipped, parity, timings):
     from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend, write_frontend
     from neurodeploy.runtimes.nir import NIRFrontendRuntime
-    from neurodeploy.verification import step_layers
+    from neurodeploy.runtimes.torch import TorchFrontendRuntime
 
     t = time.perf_counter()
     try:
@@ -294,7 +299,7 @@ def _export_nir(model, dt_s, out_dir, frames, skipped, parity, timings):
         return None
     write_frontend(graph, out_dir / FILES["frontend_nir"])
     timings["nir"] = time.perf_counter() - t
-    reference = _per_layer_steps(model, frames)
+    reference = TorchFrontendRuntime(model).run_layers(frames)
     runtime = NIRFrontendRuntime(out_dir / FILES["frontend_nir"])
     nir_spikes = step_layers(runtime, frames)
     parity["nir_vs_torch_spike_mismatch"] = _spike_mismatch(reference, nir_spikes)
@@ -333,14 +338,6 @@ def _export_onnx(model, dt_s, out_dir, frames, parity, timings):
         timings[key] = time.perf_counter() - t
         parity[f"{key}_max_abs_logit_diff"] = result.parity_max_abs
         parity[f"{key}_tolerance"] = result.tolerance
-
-
-@torch.no_grad()
-def _per_layer_steps(model: MambaSpike, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-    from neurodeploy.model.mamba_spike.frontend import LAYER_NAMES
-
-    spikes, _ = model.spiking_frontend(frames)
-    return dict(zip(LAYER_NAMES, spikes))
 
 
 __all__: Sequence[str] = ("Bundle", "BundleError", "ExportOptions", "export", "load_bundle", "FILES")

@@ -50,8 +50,7 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
         runtime_options["steps_per_sample"] = longest
     say(f"streaming {recording.name} ({len(labels)} labelled samples, {dt_us} us bins) through "
         f"{frontend} front-end + onnxruntime backbone" + (" in real time" if live else ""))
-    frontend_runtime = bundle.frontend_runtime(frontend, **runtime_options)
-    try:
+    with bundle.frontend_runtime(frontend, **runtime_options) as frontend_runtime:
         from neurodeploy.events import open as open_events
         from neurodeploy.stream import StreamOptions, StreamRun
 
@@ -63,8 +62,6 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
             results.append(r)
             say(f"  sample {r.index}: predicted {r.prediction}, label {r.label} {'ok' if r.correct else 'WRONG'}, "
                 f"spikes {sum(r.spikes_per_layer.values()):,}, steps {r.n_steps}")
-    finally:
-        getattr(frontend_runtime, "close", lambda: None)()
     summary = run.summary()
     lat = summary["step_latency_us"]
     say(f"accuracy {summary['accuracy']:.0%} ({sum(bool(r.correct) for r in results)}/{len(results)}); "

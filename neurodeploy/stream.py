@@ -35,7 +35,7 @@ import torch
 from neurodeploy.events.binning import to_frames_dt
 from neurodeploy.events.synthetic import LabelSegment
 from neurodeploy.events.types import EVENT_DTYPE
-from neurodeploy.runtimes.frontend_runtime import BackboneRuntime, FrontendRuntime
+from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
 
 Overflow = Literal["block", "drop_oldest"]
 _END = object()
@@ -362,11 +362,9 @@ class StreamRun:
         if n_bins > sample.steps:
             self._run_bins(sample, n_bins, None)
         t = time.perf_counter()
-        drain = getattr(self.frontend, "flush", None)
-        if drain is not None:  # spikes still in a pipelined front-end: (1, n, C, H, W)
-            rest = torch.as_tensor(drain())
-            for k in range(rest.shape[1]):
-                self.backbone.step(rest[:, k])
+        rest = self.frontend.flush()  # spikes still in a pipelined front-end: (1, n, C, H, W)
+        for k in range(rest.shape[1]):
+            self.backbone.step(rest[:, k])
         logits = torch.as_tensor(self.backbone.flush())
         self.stats.compute_s += time.perf_counter() - t
         if self.live:

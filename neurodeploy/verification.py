@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from neurodeploy.bundle import Bundle
+from neurodeploy.runtimes.contract import step_backbone, step_layers, step_pipeline
 
 BACKBONE_TOLERANCE = 1e-4
 LAVA_MIN_AGREEMENT = 0.99
@@ -40,20 +41,6 @@ def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, 
     return windows, f"{events}: {windows.shape[0]} windows of {steps} bins"
 
 
-@torch.no_grad()
-def step_layers(runtime, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every layer's spikes `(B, T, C, H, W)` of a FrontendRuntime stepped over `frames`."""
-    if hasattr(runtime, "run_layers"):  # pipelined (Lava): aligned to the input step by the runtime
-        return {name: s.float() for name, s in runtime.run_layers(frames).items()}
-    runtime.reset(frames.shape[0])
-    per_layer: dict[str, list[torch.Tensor]] = {}
-    for t in range(frames.shape[1]):
-        runtime.step(frames[:, t])
-        for name, s in runtime.layer_spikes.items():
-            per_layer.setdefault(name, []).append(torch.as_tensor(s).float())
-    return {name: torch.stack(v, dim=1) for name, v in per_layer.items()}
-
-
 def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2, steps: int = 20,
                   include_lava: bool = False) -> dict[str, Any]:
     frames, description = sample_frames(bundle, events, samples, steps)
@@ -65,11 +52,8 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
     if not include_lava and "lava" in kinds:
         kinds.remove("lava")
     for kind in kinds:
-        runtime = bundle.frontend_runtime(kind, **({"steps_per_sample": steps} if kind == "lava" else {}))
-        try:
+        with bundle.frontend_runtime(kind, steps_per_sample=steps) as runtime:
             spikes = step_layers(runtime, frames)
-        finally:
-            getattr(runtime, "close", lambda: None)()
         agreement = {name: float((spikes[name] == reference[name]).float().mean()) for name in reference if name in spikes}
         required = 1.0 if kind == "nir" else LAVA_MIN_AGREEMENT
         ok = all(a >= required for a in agreement.values()) and set(agreement) == set(reference)
@@ -78,20 +62,15 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
     for name, reason in bundle.manifest["skipped"].items():
         outcome["frontend"].setdefault("not_in_bundle", {})[name] = reason
 
-    spikes = reference["lif3"] if "lif3" in reference else list(reference.values())[-1]
+    spikes = reference[list(reference)[-1]]
     with torch.no_grad():
         offline = model.backbone_forward(spikes)
+    want_anytime, _ = step_backbone(bundle.backbone_runtime("torch"), spikes)
     for kind in ("onnxruntime",) if bundle.has("backbone_step") else ():
         runtime = bundle.backbone_runtime(kind)
-        runtime.reset(frames.shape[0])
-        torch_state = model.backbone_initial_state(frames.shape[0])
-        worst_anytime = 0.0
-        for t in range(spikes.shape[1]):
-            got = torch.as_tensor(runtime.step(spikes[:, t]))
-            with torch.no_grad():
-                want, torch_state = model.backbone_step(spikes[:, t], torch_state)
-            worst_anytime = max(worst_anytime, float((got - want).abs().max()))
-        final = float((torch.as_tensor(runtime.flush()) - offline).abs().max())
+        got_anytime, got_final = step_backbone(runtime, spikes)
+        worst_anytime = float((got_anytime - want_anytime).abs().max())
+        final = float((got_final - offline).abs().max())
         full = float((torch.as_tensor(runtime.run(spikes)) - offline).abs().max()) if bundle.has("backbone") else None
         ok = max(worst_anytime, final, full or 0.0) <= BACKBONE_TOLERANCE
         passed &= ok
@@ -108,29 +87,24 @@ def _percentiles_us(times_s: list[float]) -> dict[str, float]:
     return {"p50_us": float(p50), "p99_us": float(p99), "mean_us": float(values.mean())}
 
 
+def _pipeline_step_seconds(bundle: Bundle, frontend: str, backbone: str, frames: torch.Tensor) -> list[float]:
+    """Seconds per time step of a front-end runtime followed by a backbone runtime, batch 1."""
+    seconds: list[float] = []
+    with bundle.frontend_runtime(frontend, steps_per_sample=frames.shape[1]) as fe:
+        step_pipeline(fe, bundle.backbone_runtime(backbone), frames, step_seconds=seconds)
+    return seconds
+
+
 @torch.no_grad()
 def bench_bundle(bundle: Bundle, *, steps: int = 300, batch: int = 32, frontend: str = "torch") -> dict[str, Any]:
     """Per-step latency at batch 1 (bundle runtimes vs PyTorch eager `step`) and offline throughput."""
     c = bundle.config
     frames = torch.poisson(torch.full((1, steps, c.input_channels, c.input_height, c.input_width), 0.1))
     model = bundle.model()
-    state = model.initial_state(1)
-    eager = []
-    for t in range(steps):
-        start = time.perf_counter()
-        _, state = model.step(frames[:, t], state)
-        eager.append(time.perf_counter() - start)
-    fe = bundle.frontend_runtime(frontend)
-    fe.reset(1)
-    out: dict[str, Any] = {"steps": steps, "eager_torch_step": _percentiles_us(eager)}
+    out: dict[str, Any] = {"steps": steps,
+                           "eager_torch_step": _percentiles_us(_pipeline_step_seconds(bundle, "torch", "torch", frames))}
     if bundle.has("backbone_step"):
-        be = bundle.backbone_runtime("onnxruntime")
-        be.reset(1)
-        pipeline = []
-        for t in range(steps):
-            start = time.perf_counter()
-            be.step(fe.step(frames[:, t]))
-            pipeline.append(time.perf_counter() - start)
+        pipeline = _pipeline_step_seconds(bundle, frontend, "onnxruntime", frames)
         out[f"{frontend}_frontend+onnxruntime_step"] = _percentiles_us(pipeline)
         out["speedup_p50_vs_eager"] = out["eager_torch_step"]["p50_us"] / out[f"{frontend}_frontend+onnxruntime_step"]["p50_us"]
     big = torch.poisson(torch.full((batch, min(steps, 300), c.input_channels, c.input_height, c.input_width), 0.1))

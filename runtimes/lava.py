@@ -59,13 +59,13 @@ import torch
 from neurodeploy.exporters.netx import LavaLayer, LavaMappingError, lava_layers
 from neurodeploy.lava_compat import import_lava
 from neurodeploy.runtimes.lava_fixed_point import read_netx_layers
-from neurodeploy.runtimes.frontend_runtime import SpikeCounting
+from neurodeploy.runtimes.contract import FrontendRuntime, RuntimeOperationError
 
 CHUNK_STEPS = 32  # steps per blocking Lava run; the I/O buffers hold one chunk
 _open_runtimes: "weakref.WeakSet[LavaFrontendRuntime]" = weakref.WeakSet()
 
 
-class LavaRunError(RuntimeError):
+class LavaRunError(RuntimeOperationError):
     """The Lava run could not go on; its processes have been stopped."""
 
 
@@ -187,7 +187,7 @@ def _netx_network(path: Path, steps_per_sample: int) -> tuple[_Network, Any]:
     return network, net
 
 
-class LavaFrontendRuntime(SpikeCounting):
+class LavaFrontendRuntime(FrontendRuntime):
     """FrontendRuntime on Lava's CPU simulator (module docstring); build with `floating` or `fixed_point`."""
 
     def __init__(self, network: _Network, steps_per_sample: int, owner: Any = None):
@@ -199,6 +199,7 @@ class LavaFrontendRuntime(SpikeCounting):
         self._net = network
         self._owner = owner  # the netx Network process, kept alive with the runtime
         self.layer_names: tuple[str, ...] = network.names
+        self.output_shape = tuple(network.shapes[-1])
         self.latency_steps = len(network.names)
         self.steps_per_sample = steps_per_sample
         self.slot_steps = steps_per_sample + self.latency_steps
@@ -254,12 +255,6 @@ class LavaFrontendRuntime(SpikeCounting):
                 if actor.is_alive():
                     actor.terminate()
 
-    def __enter__(self) -> LavaFrontendRuntime:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __del__(self) -> None:
         self.close()
 
@@ -285,7 +280,7 @@ class LavaFrontendRuntime(SpikeCounting):
             raise ValueError(f"reset(batch={batch}): Lava simulates one sample at a time (as one Loihi chip does); "
                              "use batch 1 for step(), or run(frames) which runs a batch sample by sample")
         self._next_slot()
-        self._clear_spikes()
+        self._start_sample(batch)
 
     def _next_slot(self) -> None:
         if not self._open:
@@ -415,9 +410,6 @@ class LavaFrontendRuntime(SpikeCounting):
         self._record(steps)
         return steps
 
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, 2, H, W) -> last layer's spikes (B, T, C, H, W); step t is torch's step t."""
-        return self.run_layers(frames)[self.layer_names[-1]]
 
 
 __all__ = ["LavaFrontendRuntime", "LavaRunError", "import_netx"]

@@ -52,7 +52,7 @@ from torch import nn
 
 from neurodeploy.exporters.nir import read_frontend
 from neurodeploy.model.lif import LIFParameters, LIFState, lif_initial_state, lif_step
-from neurodeploy.runtimes.frontend_runtime import SpikeCounting
+from neurodeploy.runtimes.contract import FrontendRuntime
 
 NEURON_TYPES = (nir.LIF, nir.IF, nir.CubaLIF)
 # r*dt/tau of a graph written as tau = dt/(1-beta), r = tau/dt is 1 up to the float32
@@ -264,7 +264,12 @@ def neuron_names(graph: nir.NIRGraph) -> tuple[str, ...]:
     return tuple(name for name in order if isinstance(graph.nodes[name], NEURON_TYPES))
 
 
-class NIRFrontendRuntime(SpikeCounting):
+def _last_spike_shape(graph: nir.NIRGraph, layer_names: tuple[str, ...]) -> tuple[int, int, int]:
+    last = graph.nodes[layer_names[-1]]
+    return tuple(int(d) for d in last.output_type["output"])
+
+
+class NIRFrontendRuntime(FrontendRuntime):
     """FrontendRuntime executing a NIR graph with nirtorch and this module's node map."""
 
     def __init__(self, graph: nir.NIRGraph | str | Path, *, dt_s: float | None = None):
@@ -274,29 +279,27 @@ class NIRFrontendRuntime(SpikeCounting):
         self.dt_s = graph_dt(self.graph, dt_s)
         self.layer_names = neuron_names(self.graph)
         self.module = nirtorch.nir_to_torch(self.graph, node_map(self.graph, self.dt_s), default_map={})
-        self._output_shape = self._last_spike_shape()
+        self.output_shape = _last_spike_shape(self.graph, self.layer_names)
         self.reset(1)
-
-    def _last_spike_shape(self) -> tuple[int, ...]:
-        last = self.graph.nodes[self.layer_names[-1]]
-        return tuple(int(d) for d in last.output_type["output"])
 
     def reset(self, batch: int) -> None:
         # a fresh dict every time: nirtorch's own default state is one dict shared by all
         # calls made without a state, so recurrent caches would leak between samples
         self._state = {name: None for name in self.module._modules}
-        self._batch = batch
-        self._clear_spikes()
+        self._start_sample(batch)
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         out, self._state = self.module(frame, self._state)
         self._record_spikes({name: self._state[name].spikes for name in self.layer_names})
-        return out.reshape(frame.shape[0], *self._output_shape)
+        return out.reshape(frame.shape[0], *self.output_shape)
 
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
-        self.reset(frames.shape[0])
-        return torch.stack([self.step(frames[:, t]) for t in range(frames.shape[1])], dim=1)
+    def get_state(self) -> dict:
+        """Every node's state (nirtorch's state dict), copied: resuming from it continues the stream."""
+        return copy.deepcopy(self._state)
+
+    def set_state(self, state: dict) -> None:
+        self._state = copy.deepcopy(state)
 
 
 # -- norse ---------------------------------------------------------------------------
@@ -351,7 +354,7 @@ def fold_r_for_norse(graph: nir.NIRGraph, dt_s: float) -> nir.NIRGraph:
     return graph
 
 
-class NorseFrontendRuntime(SpikeCounting):
+class NorseFrontendRuntime(FrontendRuntime):
     """FrontendRuntime running a NIR graph through `norse.torch.from_nir` (see module docstring).
 
     Refuses graphs whose semantics norse does not share (`norse_differences`) unless
@@ -378,21 +381,16 @@ class NorseFrontendRuntime(SpikeCounting):
             self.module = norse.torch.from_nir(prepared, dt=self.dt_s)
         finally:
             logging.getLogger().disabled = previous
-        last = self.graph.nodes[self.layer_names[-1]]
-        self._output_shape = tuple(int(d) for d in last.output_type["output"])
+        self.output_shape = _last_spike_shape(self.graph, self.layer_names)
         self.reset(1)
 
     def reset(self, batch: int) -> None:
         self._state = None
-        self._clear_spikes()
+        self._start_sample(batch)
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         out, self._state = self.module(frame, self._state)
         self._record_spikes({name: self._state.cache[name] for name in self.layer_names})
         # norse flattens with NIR's batch-free dims, i.e. the batch too: undo that
-        return out.reshape(frame.shape[0], *self._output_shape)
-
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
-        self.reset(frames.shape[0])
-        return torch.stack([self.step(frames[:, t]) for t in range(frames.shape[1])], dim=1)
+        return out.reshape(frame.shape[0], *self.output_shape)

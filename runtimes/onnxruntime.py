@@ -15,7 +15,7 @@ runtime counts the real frames of the sample, which `flush()` needs to know how 
 frames finish it, and routes a packet that lies wholly inside the warm-up through the step
 graph (onnxruntime refuses a zero-length scan). Inputs are numpy arrays or CPU torch
 tensors; logits come back as float32 torch tensors (sharing memory with onnxruntime's
-output, no copy), as the BackboneRuntime protocol in frontend_runtime.py says.
+output, no copy), as the BackboneRuntime contract in contract.py says.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.interface import InterfaceState
 from neurodeploy.model.mamba import MambaState
 from neurodeploy.model.mamba_spike.model import BackboneState
+from neurodeploy.runtimes.contract import BackboneRuntime
 
 FULL_FILE = "backbone.onnx"
 CHUNK_FILE = "backbone_chunk.onnx"
@@ -86,7 +87,7 @@ def _as_array(x) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-class OnnxBackboneRuntime:
+class OnnxBackboneRuntime(BackboneRuntime):
     """Runs an exported backbone; any of the three graphs may be absent if unused."""
 
     def __init__(

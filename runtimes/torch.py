@@ -5,7 +5,7 @@ import torch
 
 from neurodeploy.model.mamba_spike.frontend import LAYER_NAMES, FrontendState, SpikingFrontend
 from neurodeploy.model.mamba_spike.model import BackboneState, MambaSpike
-from neurodeploy.runtimes.frontend_runtime import SpikeCounting
+from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
 
 
 def _frontend_of(model: MambaSpike | SpikingFrontend) -> SpikingFrontend:
@@ -16,19 +16,20 @@ def _frontend_of(model: MambaSpike | SpikingFrontend) -> SpikingFrontend:
     raise TypeError(f"expected a MambaSpike or SpikingFrontend, not {type(model).__name__}")
 
 
-class TorchFrontendRuntime(SpikeCounting):
+class TorchFrontendRuntime(FrontendRuntime):
     """FrontendRuntime over `SpikingFrontend.step` (and its batched `forward` for `run`)."""
 
     layer_names = LAYER_NAMES
 
     def __init__(self, model: MambaSpike | SpikingFrontend):
         self.frontend = _frontend_of(model).eval()
+        self.output_shape = self.frontend.layer_shapes()[-1]
         self.reset(1)
 
     def reset(self, batch: int) -> None:
         parameter = next(self.frontend.parameters())
         self.state: FrontendState = self.frontend.initial_state(batch, device=parameter.device, dtype=parameter.dtype)
-        self._clear_spikes()
+        self._start_sample(batch)
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
@@ -37,19 +38,25 @@ class TorchFrontendRuntime(SpikeCounting):
         return spikes[-1]
 
     @torch.no_grad()
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
+    def run_layers(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """The offline path: convolutions of many steps batched, LIF stepped."""
         self.reset(frames.shape[0])
         spikes, self.state = self.frontend(frames, self.state)
         self._record(spikes)
         self._layer_spikes = {name: s[:, -1] for name, s in zip(LAYER_NAMES, spikes)}
-        return spikes[-1]
+        return dict(zip(LAYER_NAMES, spikes))
 
     def _record(self, spikes: list[torch.Tensor]) -> None:
         self._record_spikes(dict(zip(LAYER_NAMES, spikes)))
 
+    def get_state(self) -> FrontendState:
+        return self.state
 
-class TorchBackboneRuntime:
+    def set_state(self, state: FrontendState) -> None:
+        self.state = state
+
+
+class TorchBackboneRuntime(BackboneRuntime):
     """BackboneRuntime over `MambaSpike.backbone_step / backbone_flush / backbone_forward`."""
 
     def __init__(self, model: MambaSpike):

@@ -8,7 +8,7 @@ import torch
 
 from neurodeploy.exporters.nir import export_frontend, read_frontend, write_frontend
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
-from neurodeploy.runtimes.frontend_runtime import FrontendRuntime
+from neurodeploy.runtimes.contract import FrontendRuntime
 from neurodeploy.runtimes.nir import NIRFrontendRuntime, UnsupportedGraphError
 from neurodeploy.runtimes.torch import TorchFrontendRuntime
 

@@ -4,11 +4,15 @@ Parameter names and maths are the official block's (REFERENCE.md §1), so refere
 checkpoints load unchanged:
 
     x, z  = in_proj(h).chunk(2)
-    u     = silu(causal depthwise conv1d(x))             (no conv bias in Mamba-Spike)
+    u     = silu(causal depthwise conv1d(x) [+ conv bias])  (no conv bias in Mamba-Spike)
     dt, B, C = x_proj(u).split(dt_rank, d_state, d_state)
     delta = softplus(dt_proj.weight @ dt + dt_proj.bias)
     h_t   = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t,   A = -exp(A_log)
     y_t   = <h_t, C_t> + D * u_t;  y *= silu(z);  out = out_proj(y)
+
+Options of the official block that other families use: `conv_bias` (conv1d.bias), `bias`
+(in_proj.bias and out_proj.bias together), `dt_rank`. `z=None` in the scan functions gives the
+ungated output `<h, C> + D * u` for variants that gate outside the scan.
 
 Streaming state per layer: `conv_state (B, d_inner, d_conv)`, `ssm_state (B, d_inner, d_state)`.
 """
@@ -34,7 +38,7 @@ def selective_scan(
     B: torch.Tensor,
     C: torch.Tensor,
     D: torch.Tensor,
-    z: torch.Tensor,
+    z: torch.Tensor | None,
     delta_bias: torch.Tensor,
     h0: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +46,7 @@ def selective_scan(
 
     `delta` is the pre-softplus projection (dt_proj.weight @ dt); `delta_bias` is dt_proj.bias,
     as in the official kernel's signature. Returns `y (B, L, d_inner)` (already gated by
-    silu(z)) and `h_last (B, d_inner, d_state)`. The exponentials and input terms of every step
+    silu(z), ungated when `z` is None) and `h_last (B, d_inner, d_state)`. The exponentials and input terms of every step
     are computed in one vectorised call; only the first-order recurrence steps through time.
     """
     delta = F.softplus(delta + delta_bias)
@@ -56,7 +60,7 @@ def selective_scan(
         states.append(h)
     hs = torch.stack(states, dim=1)  # (B, L, d_inner, d_state)
     y = torch.einsum("bldn,bln->bld", hs, C) + u * D
-    return y * F.silu(z), h
+    return (y if z is None else y * F.silu(z)), h
 
 
 def selective_state_update(
@@ -67,31 +71,33 @@ def selective_state_update(
     B: torch.Tensor,
     C: torch.Tensor,
     D: torch.Tensor,
-    z: torch.Tensor,
+    z: torch.Tensor | None,
     delta_bias: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the scan: u, delta, z `(B, d_inner)`; B, C `(B, d_state)`. Returns `(y, ssm_state)`."""
+    """One step of the scan: u, delta, z `(B, d_inner)`; B, C `(B, d_state)`. Returns `(y, ssm_state)`;
+    `z=None` leaves y ungated."""
     delta = F.softplus(delta + delta_bias)
     dA = torch.exp(delta.unsqueeze(-1) * A)
     dBu = (delta * u).unsqueeze(-1) * B.unsqueeze(1)
     ssm_state = ssm_state * dA + dBu
     y = torch.einsum("bdn,bn->bd", ssm_state, C) + u * D
-    return y * F.silu(z), ssm_state
+    return (y if z is None else y * F.silu(z)), ssm_state
 
 
 class Mamba(nn.Module):
-    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2):
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, *,
+                 dt_rank: int | None = None, conv_bias: bool = False, bias: bool = False):
         super().__init__()
         self.d_model = d_model
         self.d_state = d_state
         self.d_conv = d_conv
         self.d_inner = expand * d_model
-        self.dt_rank = math.ceil(d_model / 16)
-        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
-        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=False)
+        self.dt_rank = dt_rank if dt_rank is not None else math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias)
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
-        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
         # S4D-real initialisation and dt initialisation of the official block
         A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
         self.A_log = nn.Parameter(torch.log(A))
@@ -126,7 +132,7 @@ class Mamba(nn.Module):
         # prepend the last d_conv-1 inputs of the previous chunk: a causal conv without padding
         history = state.conv_state[:, :, 1:]
         x_padded = torch.cat([history, x_t], dim=-1)
-        u = F.conv1d(x_padded, self.conv1d.weight, groups=self.d_inner)
+        u = F.conv1d(x_padded, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner)
         u = F.silu(u).transpose(1, 2)
         delta, B, C = self._project(u)
         A = -torch.exp(self.A_log.float())
@@ -140,7 +146,8 @@ class Mamba(nn.Module):
         """hidden `(B, d_model)` -> `(B, d_model)`, one token, as the official `step()`."""
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         conv_state = torch.cat([state.conv_state[:, :, 1:], x.unsqueeze(-1)], dim=-1)
-        u = F.silu((conv_state * self.conv1d.weight[:, 0, :]).sum(dim=-1))
+        c = (conv_state * self.conv1d.weight[:, 0, :]).sum(dim=-1)
+        u = F.silu(c if self.conv1d.bias is None else c + self.conv1d.bias)
         delta, B, C = self._project(u)
         A = -torch.exp(self.A_log.float())
         y, ssm_state = selective_state_update(state.ssm_state, u, delta, A, B, C, self.D, z, self.dt_proj.bias)

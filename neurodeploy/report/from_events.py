@@ -1,7 +1,6 @@
 """Bundle + event file -> the frames and spike record a report is built from (`neurodeploy report`)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 
 from neurodeploy.report.errors import ReportError
 from neurodeploy.report.record import SpikeRecord
+from neurodeploy.runtimes.contract import FrontendRuntime, step_layers
 
 
 def frames_of_samples(bundle, events_path: str | Path, *, window_us: int | None = None, max_samples: int = 16,
@@ -50,15 +50,9 @@ def frames_of_samples(bundle, events_path: str | Path, *, window_us: int | None 
     return frames, description
 
 
-@torch.no_grad()
-def record_frontend_run(runtime, frames: torch.Tensor, *, dt_s: float, name: str) -> SpikeRecord:
+def record_frontend_run(runtime: FrontendRuntime, frames: torch.Tensor, *, dt_s: float, name: str) -> SpikeRecord:
     """Step a FrontendRuntime over `frames`, keeping every layer's spikes and each step's time."""
-    runtime.reset(frames.shape[0])
-    steps, latencies = [], []
-    for t in range(frames.shape[1]):
-        start = time.perf_counter()
-        runtime.step(frames[:, t])
-        latencies.append(time.perf_counter() - start)
-        steps.append([torch.as_tensor(s).float() for s in runtime.layer_spikes.values()])
-    return SpikeRecord.from_steps(frames, steps, dt_s=dt_s, step_latency_s=latencies,
-                                  runtime=f"{name} front-end (stepped, batch {frames.shape[0]})")
+    seconds: list[float] = []
+    spikes = step_layers(runtime, frames, step_seconds=seconds)
+    return SpikeRecord(frames, tuple(spikes.values()), dt_s=dt_s, step_latency_s=np.asarray(seconds),
+                       runtime=f"{name} front-end (stepped, batch {frames.shape[0]})")

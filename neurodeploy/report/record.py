@@ -6,13 +6,14 @@ steps the PyTorch model one frame at a time (as the streaming runtime does) and 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from neurodeploy.report.errors import ReportError
+from neurodeploy.runtimes.contract import step_pipeline
+from neurodeploy.runtimes.torch import TorchBackboneRuntime, TorchFrontendRuntime
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,6 @@ class SpikeRecord:
         return cls(frames, per_layer, dt_s=dt_s, step_latency_s=latency, runtime=runtime)
 
 
-@torch.no_grad()
 def record_run(model, frames: torch.Tensor, *, dt_s: float | None = None) -> SpikeRecord:
     """Stream `frames (B, T, 2, H, W)` through the PyTorch model step by step, timing each step.
 
@@ -63,13 +63,7 @@ def record_run(model, frames: torch.Tensor, *, dt_s: float | None = None) -> Spi
     frames = torch.as_tensor(frames).float()
     if frames.ndim != 5:
         raise ReportError(f"frames of shape {tuple(frames.shape)}; expected (B, T, 2, H, W) event-count frames")
-    state = model.initial_state(frames.shape[0], dtype=frames.dtype)
-    steps, latencies = [], []
-    for t in range(frames.shape[1]):
-        start = time.perf_counter()
-        _, state, spikes = model.step_with_spikes(frames[:, t], state)
-        latencies.append(time.perf_counter() - start)
-        steps.append(spikes)
-    model.flush(state)
-    return SpikeRecord.from_steps(frames, steps, dt_s=dt_s, step_latency_s=latencies, runtime="torch (stepped, batch "
-                                  f"{frames.shape[0]})")
+    seconds: list[float] = []
+    layers, _, _ = step_pipeline(TorchFrontendRuntime(model), TorchBackboneRuntime(model), frames, step_seconds=seconds)
+    return SpikeRecord(frames, tuple(layers.values()), dt_s=dt_s, step_latency_s=np.asarray(seconds),
+                       runtime=f"torch (stepped, batch {frames.shape[0]})")
