@@ -206,3 +206,54 @@ def test_step_chunk_and_stream_are_refused(tmp_path):
     for name in ("onnx_step", "stream"):
         with pytest.raises(UnsupportedCapabilityError, match="both directions.*middle cls token"):
             loaded.require(name)
+
+
+# -- ONNX ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case, options", [
+    ("rms-middle", {}),
+    ("layer-head-bias", {"cls_position": "head", "divide_out": True}),
+    ("rms-double-overlap", {"img_size": 16, "stride": 5}),
+    ("rms-nocls-max", {"final_pool_type": "max"}),
+    ("layer-nocls-none-noconvbias", {"final_pool_type": "none"}),
+])
+def test_onnx_graph_matches_plain_reference_in_bare_onnxruntime(tmp_path, case, options):
+    import onnx
+    import onnxruntime
+
+    from neurodeploy.exporters.onnx_vision_mamba import export_vision_mamba
+
+    params = CASES[case]
+    sd = make_state_dict(**params)
+    torch.save(sd, tmp_path / "vim.pth")
+    loaded = load_model(tmp_path / "vim.pth", {"img_size": 16, "stride": params.get("stride", 4), **options})
+    result = export_vision_mamba(loaded.model, tmp_path / "vim.onnx")
+    proto = onnx.load(str(tmp_path / "vim.onnx"))
+    scans = [n for n in proto.graph.node if n.domain == "ai.neurodeploy"]
+    assert [n.op_type for n in scans] == ["SelectiveScan"] * (2 * loaded.config.depth)
+    # the backward direction: x and z reversed before its scan, y reversed after, by Slice step -1
+    reversals = [n for n in proto.graph.node if n.op_type == "Slice" and len(n.input) == 5]
+    assert len(reversals) == 3 * loaded.config.depth
+    session = onnxruntime.InferenceSession(str(tmp_path / "vim.onnx"), providers=["CPUExecutionProvider"])
+    x = images(batch=3, seed=4)
+    (logits,) = session.run(["logits"], {"images": x.numpy()})
+    _, ref = plain_vision_mamba(sd, x, patch=params.get("patch", 4), stride=params.get("stride", 4),
+                                cls_position=params["cls_position"], final_pool_type=options.get("final_pool_type", "mean"),
+                                divide_out=options.get("divide_out", False))
+    assert abs(torch.from_numpy(logits) - ref).max().item() <= LOGITS_TOL
+    assert result.parity_max_abs <= LOGITS_TOL and result.custom_nodes == 2 * loaded.config.depth
+
+
+def test_onnx_applies_gamma_when_asked(tmp_path):
+    import onnxruntime
+
+    from neurodeploy.exporters.onnx_vision_mamba import export_vision_mamba
+
+    sd = make_state_dict(gamma=True, proj_bias=True)
+    torch.save(sd, tmp_path / "vim.pth")
+    loaded = load_model(tmp_path / "vim.pth", {"img_size": 16, "gamma": "apply", "divide_out": True})
+    export_vision_mamba(loaded.model, tmp_path / "vim.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "vim.onnx"), providers=["CPUExecutionProvider"])
+    x = images()
+    (logits,) = session.run(["logits"], {"images": x.numpy()})
+    _, ref = plain_vision_mamba(sd, x, patch=4, stride=4, divide_out=True, apply_gamma=True)
+    assert abs(torch.from_numpy(logits) - ref).max().item() <= LOGITS_TOL
