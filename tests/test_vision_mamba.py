@@ -257,3 +257,48 @@ def test_onnx_applies_gamma_when_asked(tmp_path):
     (logits,) = session.run(["logits"], {"images": x.numpy()})
     _, ref = plain_vision_mamba(sd, x, patch=4, stride=4, divide_out=True, apply_gamma=True)
     assert abs(torch.from_numpy(logits) - ref).max().item() <= LOGITS_TOL
+
+
+# -- image inputs, run / eval -----------------------------------------------------------------------
+def test_classify_image_folder_and_npy_batches(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from neurodeploy.exporters.onnx_vision_mamba import export_vision_mamba
+    from neurodeploy.image_classification import classify_images
+    from neurodeploy.images import ImageInputError
+
+    sd = make_state_dict()
+    torch.save(sd, tmp_path / "vim.pth")
+    loaded = load_model(tmp_path / "vim.pth", {"img_size": 16})
+    rng = np.random.default_rng(0)
+    for cls_name in ("cat", "dog"):
+        (tmp_path / "folder" / cls_name).mkdir(parents=True)
+        for j in range(2):
+            Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(tmp_path / "folder" / cls_name / f"{j}.png")
+    result = classify_images(loaded, tmp_path / "folder")
+    assert result.names[0] == "cat/0.png" and result.labels.tolist() == [0, 0, 1, 1]
+    assert result.logits.shape == (4, 5) and 0.0 <= result.accuracy(1) <= 1.0 and result.accuracy(5) == 1.0
+    # uint8 pixels at the model size: the same normalisation; float32: taken as model input
+    pixels = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "pixels.npy", pixels)
+    np.save(tmp_path / "labels.npy", np.array([0, 4, 2]))
+    from_pixels = classify_images(loaded, tmp_path / "pixels.npy", labels=tmp_path / "labels.npy")
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+    normalised = ((pixels.transpose(0, 3, 1, 2) / np.float32(255) - mean) / std).astype(np.float32)
+    np.save(tmp_path / "input.npy", normalised)
+    from_floats = classify_images(loaded, tmp_path / "input.npy")
+    assert torch.allclose(from_pixels.logits, from_floats.logits, atol=1e-5)
+    _, ref = plain_vision_mamba(sd, torch.from_numpy(normalised), patch=4, stride=4)
+    assert (from_floats.logits - ref).abs().max().item() <= LOGITS_TOL
+    export_vision_mamba(loaded.model, tmp_path / "vim.onnx")
+    on_onnx = classify_images(loaded, tmp_path / "input.npy", runtime="onnx", onnx_path=tmp_path / "vim.onnx", batch_size=2)
+    assert (on_onnx.logits - ref).abs().max().item() <= LOGITS_TOL
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 3, 20, 20), np.float32))
+    with pytest.raises(ImageInputError, match=r"wrong.npy: float array of shape \(2, 3, 20, 20\)"):
+        classify_images(loaded, tmp_path / "wrong.npy")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(ImageInputError, match="a.png: not a readable image"):
+        classify_images(loaded, tmp_path / "broken")
