@@ -302,3 +302,22 @@ def test_classify_image_folder_and_npy_batches(tmp_path):
     (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
     with pytest.raises(ImageInputError, match="a.png: not a readable image"):
         classify_images(loaded, tmp_path / "broken")
+
+
+def test_report_counts_macs_footprint_and_host_energy(tmp_path):
+    from neurodeploy.report.vision_mamba import vision_mamba_report
+
+    torch.save(make_state_dict(), tmp_path / "vim.pth")
+    loaded = load_model(tmp_path / "vim.pth", {"img_size": 16})
+    report = vision_mamba_report(loaded)
+    c = loaded.config  # 16 patches + 1 cls, D 16, Di 32, N 4, K 4, R 1, 5 classes
+    per_token = (16 * 64) + 2 * (32 * 4 + 32 * 9 + 32 + 4 * 32 * 4 + 3 * 32) + 32 + 32 * 16 + 16
+    expected = 16 * 16 * 3 * 16 + 2 * per_token * 17 + 16 * 5
+    assert c.num_tokens == 17 and report.macs_per_image == expected
+    assert report.parameters == sum(p.numel() for p in loaded.model.parameters())
+    assert report.footprint_bytes == 4 * report.parameters
+    hosts = {e.device for e in report.energy}
+    assert {"cpu", "gpu", "arm"} <= hosts and "loihi" not in hosts
+    cpu = next(e for e in report.energy if e.device == "cpu")
+    assert cpu.total_j > 0 and cpu.sources
+    assert "energy per image" in report.to_markdown() and report.to_dict()["macs_per_image"] == expected
