@@ -321,3 +321,23 @@ def test_report_counts_macs_footprint_and_host_energy(tmp_path):
     cpu = next(e for e in report.energy if e.device == "cpu")
     assert cpu.total_j > 0 and cpu.sources
     assert "energy per image" in report.to_markdown() and report.to_dict()["macs_per_image"] == expected
+
+
+def test_cli_classify_runs_and_fails_cleanly(tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from neurodeploy.cli import main
+
+    torch.save(make_state_dict(), tmp_path / "vim.pth")
+    np.save(tmp_path / "batch.npy", images(batch=3).numpy())
+    np.save(tmp_path / "labels.npy", np.array([0, 1, 2]))
+    runner = CliRunner()
+    ok = runner.invoke(main, ["classify", str(tmp_path / "vim.pth"), str(tmp_path / "batch.npy"), "--labels",
+                              str(tmp_path / "labels.npy"), "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert '"top1"' in ok.output and '"images": 3' in ok.output
+    np.save(tmp_path / "big.npy", np.zeros((1, 3, 32, 32), np.float32))
+    bad = runner.invoke(main, ["classify", str(tmp_path / "vim.pth"), str(tmp_path / "big.npy")])
+    assert bad.exit_code == 1 and "big.npy: float array of shape (1, 3, 32, 32)" in bad.output
+    assert "Traceback" not in bad.output
