@@ -144,11 +144,13 @@ def test_safetensors_state_dict_with_config_json(tmp_path):
     config_path.write_text('{"img_size": 16, "stride": 5}')
     loaded = load_model(path, str(config_path))
     assert loaded.config.grid_size == 3 and loaded.config.cls_position == "double"
+    # a bare state_dict cannot tell EdgeVisionMamba from hustvl/Vim maths: always said
+    assert any("hustvl/Vim needs divide_out: true" in note for note in loaded.notes)
 
 
 def test_divide_out_changes_logits_and_matches_plain(tmp_path):
     sd = make_state_dict(norm="rms")
-    path = save_training_checkpoint(tmp_path / "vim_div2.pth", sd, )
+    path = save_training_checkpoint(tmp_path / "vim_div2.pth", sd)
     plain = load_model(path)
     halved = load_model(path, {"divide_out": True})
     x = images()

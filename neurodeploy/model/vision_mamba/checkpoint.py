@@ -83,12 +83,7 @@ def _options_from_args(args: Any, notes: list[str], path: Path) -> dict[str, Any
         if "final_pool_mean" in name:
             options["final_pool_type"] = "mean"
         if "div2" in name:
-            notes.append(
-                f"args.model {name!r} asks for if_divide_out: hustvl/Vim halves the sum of the two directions "
-                "(out_proj((y_f + y_b) / 2)), EdgeVisionMamba ignores the flag; the keys are identical, so the name "
-                "is ambiguous. Loaded with divide_out = false (EdgeVisionMamba); a checkpoint trained with "
-                "hustvl/Vim needs divide_out: true in the config (`--config`)"
-            )
+            options["div2_name"] = name
     return options
 
 
@@ -181,6 +176,12 @@ def infer_config(raw: RawCheckpoint, config: Any = None) -> tuple[VisionMambaCon
         merged["img_size"] = (grid - 1) * merged["stride"] + patch
         notes.append(f"image size not given: {merged['img_size']} px taken from the {tokens} rows of pos_embed at stride "
                      f"{merged['stride']} (several size/stride pairs give the same grid; set img_size and stride to be sure)")
+    if "divide_out" not in user:
+        name = from_args.get("div2_name")
+        said = (f"args.model {name!r} asks for if_divide_out, which EdgeVisionMamba ignores and hustvl/Vim applies; the "
+                "keys are identical, so a `_div2` name is ambiguous. ") if name else ""
+        notes.append(f"{said}divide_out = false (EdgeVisionMamba: out_proj(y_f + y_b)); a checkpoint trained with "
+                     "hustvl/Vim needs divide_out: true in the config (out_proj((y_f + y_b) / 2); `--config`)")
     if inferred["layer_scale"] and "gamma" not in user:
         notes.append("layers.*.mixer.gamma present (init_layer_scale): EdgeVisionMamba ignores it, hustvl/Vim multiplies "
                      "the mixer output by it; ignored (set gamma: apply in the config for hustvl/Vim maths)")
