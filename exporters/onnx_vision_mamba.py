@@ -1,6 +1,6 @@
 """Vision Mamba -> one ONNX graph per image size: images (B, C, H, W) float32 -> logits (B, classes).
 
-FAMILIES.md §3.5. The graph, node by node:
+docs/vision_mamba.md, "Deployment". The graph, node by node:
 
     Conv(patch_embed, kernel p, stride s) -> Reshape/Transpose to (B, M, D) tokens
     cls token(s) Expand-ed to the batch and Concat-ed at their positions; + pos_embed
@@ -16,7 +16,7 @@ FAMILIES.md §3.5. The graph, node by node:
 is exact in binary floating point and gamma scales out_proj's output rows, so no extra node.
 The batch is dynamic; H, W and so the token count are fixed per export (the position
 embedding is not interpolated). There is no step or chunk graph: the model is non-causal
-(§3.4), refused through the family's capabilities.
+, refused through the family's capabilities.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A deliberately plain, loop-by-loop Vision Mamba (bimamba v2) after FAMILIES.md §0 and §3.1.
+"""A deliberately plain, loop-by-loop Vision Mamba (bimamba v2) after docs/vision_mamba.md (FAMILIES.md §0, §3.1).
 
 Written for the tests from the text, sharing no code with neurodeploy.model: it reads weights
 from an upstream-layout state_dict by name, cuts patches with index arithmetic, and steps
@@ -47,7 +47,7 @@ def _patches(sd, image, patch, stride):
 
 
 def _direction(sd, p, s, xs, zs, backward):
-    """§0 steps 2-7 over one sequence xs, zs (L, Di). `s` is "" or "_b"."""
+    """Conv, projections, scan and gate over one sequence xs, zs (L, Di). `s` is "" or "_b"."""
     length, d_inner = xs.shape
     conv_w = sd[f"{p}conv1d{s}.weight"][:, 0, :]  # (Di, K)
     conv_b = sd.get(f"{p}conv1d{s}.bias")

@@ -1,4 +1,4 @@
-"""Vision Mamba (FAMILIES.md §3): loading, maths against tests/plain_vision_mamba.py, refusals.
+"""Vision Mamba (docs/vision_mamba.md): loading, maths against tests/plain_vision_mamba.py, refusals.
 
 Small seeded checkpoints of both norm kinds and every cls placement are written here in the
 upstream layout (`{model, args: Namespace}` and bare state_dicts), loaded through the registry
@@ -25,7 +25,7 @@ FEATURES_TOL = 1e-5
 def make_state_dict(*, seed=0, embed=16, depth=2, d_state=4, d_conv=4, expand=2, patch=4, stride=4, img=16,
                     chans=3, classes=5, cls_position="middle", norm="rms", proj_bias=False, conv_bias=True,
                     pos_embed=True, gamma=False):
-    """Upstream keys (FAMILIES.md §3.2) with seeded weights scaled so every part matters."""
+    """Upstream keys (docs/vision_mamba.md) with seeded weights scaled so every part matters."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=1.0):

@@ -1,12 +1,12 @@
 """Reading Vision Mamba checkpoints: upstream training checkpoints and bare state_dicts.
 
-Formats (FAMILIES.md §3.3): `vim/main.py`'s `{model, optimizer, ..., args: Namespace}` (read by
+Formats (docs/vision_mamba.md, "Checkpoints"): `vim/main.py`'s `{model, optimizer, ..., args: Namespace}` (read by
 `neurodeploy.model.checkpoint_io` with weights_only and the Namespace allow-list), or a bare
 state_dict (`.pth` or safetensors) plus a config. The shapes come from the tensors; what the
 tensors cannot tell (image size, stride, first vs middle cls token, pooling without cls, norm
 eps, `divide_out`, gamma) comes from the user's config, else from `args` (`input_size`, the
 registered model name), else a stated default recorded in the notes. Everything upstream
-would compute differently or at random is refused with the reason (§3.6).
+would compute differently or at random is refused with the reason.
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def infer_config(raw: RawCheckpoint, config: Any = None) -> tuple[VisionMambaCon
     sd, path, notes = raw.state_dict, raw.path, []
     if "rope.freqs_cos" in sd or "rope.freqs_sin" in sd:
         raise VisionMambaCheckpointError(f"{path}: keys rope.freqs_cos/sin: a rope model (if_rope); rotary position "
-                                         "embedding is not implemented (FAMILIES.md §3.6)")
+                                         "embedding is not implemented")
     depth = _layer_indices(sd, path)
     for i in range(depth):
         prefix = f"layers.{i}.mixer."

@@ -1,7 +1,7 @@
-"""The one config that describes a Vision Mamba (bimamba v2) classifier (FAMILIES.md §3).
+"""The one config that describes a Vision Mamba (bimamba v2) classifier (docs/vision_mamba.md).
 
 Most fields are read from the state_dict by `checkpoint.infer_config`; the ones a state_dict
-cannot tell (§3.3: image size, stride, middle vs first cls token, pooling without a cls token,
+cannot tell (image size, stride, middle vs first cls token, pooling without a cls token,
 norm eps, `divide_out`, what to do with `gamma`) come from the training checkpoint's `args`
 or the user's config. Options upstream accepts but this toolkit does not run (rope, layer
 pairs on a reversed sequence, random flips, bimamba none / v1) are known names that are refused
@@ -29,7 +29,7 @@ _CHOICES = {
     "gamma": ("ignore", "apply"),
 }
 
-# Upstream options this toolkit refuses, with the reason (FAMILIES.md §3.6). A config or
+# Upstream options this toolkit refuses, with the reason (docs/vision_mamba.md, "Checkpoints"). A config or
 # `args` that sets one of them to its non-default value is refused; the default passes.
 REFUSED_OPTIONS: dict[str, tuple[Any, str]] = {
     "if_rope": (False, "rotary position embedding (if_rope) is not implemented; the checkpoints of the "
@@ -95,7 +95,7 @@ class VisionMambaConfig:
             raise VisionMambaConfigError("final_pool_type 'max' with a cls token: upstream applies the head to the cls "
                                          "features and then takes the max over the classes; use 'mean' or 'none'")
 
-    # Derived sizes (FAMILIES.md §3.1).
+    # Derived sizes (docs/vision_mamba.md).
     @property
     def grid_size(self) -> int:
         """Patches per side: (img - p) // s + 1 (s < p overlaps)."""

@@ -2,7 +2,7 @@
 
 Capabilities are the same for every config: the model is non-causal (bidirectional mixing, a
 middle cls token reads tokens on both sides), so only the whole-image ONNX graph exists;
-chunk / step graphs and streaming are refused with that reason (FAMILIES.md §3.4).
+chunk / step graphs and streaming are refused with that reason (docs/vision_mamba.md, "Deployment").
 """
 from __future__ import annotations
 

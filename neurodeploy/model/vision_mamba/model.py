@@ -1,4 +1,4 @@
-"""Vision Mamba (bimamba v2) in PyTorch, after FAMILIES.md §3.1.
+"""Vision Mamba (bimamba v2) in PyTorch, after docs/vision_mamba.md.
 
 Module and parameter names are upstream's (`patch_embed.proj`, `cls_token`, `pos_embed`,
 `layers.{i}.norm`, `layers.{i}.mixer.*` with the `_b` set, `norm_f`, `head`), so training
@@ -10,12 +10,12 @@ checkpoints load strictly. Maths per image:
     res_i = res_{i-1} + h_{i-1};  h_i = Mixer_i(Norm_i(res_i))  (residual in fp32)
     f = Norm_f(res_{n-1} + h_{n-1})[:, c];  logits = head(f)
 
-A mixer runs the official Mamba block's steps 2-7 (FAMILIES.md §0) twice on one in_proj:
+A mixer runs the official Mamba block's steps 2-7 (docs/vision_mamba.md, "Mixer") twice on one in_proj:
 forward on (x, z), and backward on x and z reversed in time with the `_b` conv, projections
 and scan parameters, its output reversed back; `out_proj` of the sum (halved with
 `divide_out`, times `gamma` when the config applies it). The scan is
 `neurodeploy.model.mamba.selective_scan` (vectorised exponentials, one recurrence loop).
-The model has no step form: bidirectional mixing needs the whole sequence (§3.4).
+The model has no step form: bidirectional mixing needs the whole sequence (docs/vision_mamba.md, "Deployment").
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class BiMambaMixer(nn.Module):
             self.gamma = nn.Parameter(torch.ones(c.embed_dim))
 
     def _scan(self, x: torch.Tensor, z: torch.Tensor, suffix: str) -> torch.Tensor:
-        """§0 steps 2-7 for one direction: x, z (B, L, d_inner) in the order they are scanned."""
+        """The Mamba-1 steps conv -> gate for one direction: x, z (B, L, d_inner) in the order they are scanned."""
         c = self.config
         conv: nn.Conv1d = getattr(self, f"conv1d{suffix}")
         x_proj: nn.Linear = getattr(self, f"x_proj{suffix}")
