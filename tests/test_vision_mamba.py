@@ -193,6 +193,8 @@ def _drop(sd, fragment):
     (lambda sd: {**sd, "layers.0.norm.bias": torch.zeros(16)}, {}, None, "mixed norms"),
     (lambda sd: {**sd, "head.bias": torch.full((5,), float("nan"))}, {}, None, "NaN"),
     (lambda sd: sd, {}, {"embed_dim": 32}, "the weights say 16"),
+    (lambda sd: _drop(sd, "head."), {}, None, "head.weight missing"),
+    (lambda sd: _drop(sd, "layers.1.mixer.x_proj.weight"), {}, None, "x_proj.weight"),
 ])
 def test_refusals_name_the_reason(tmp_path, mutate, args, config, message):
     path = save_training_checkpoint(tmp_path / "bad.pth", mutate(make_state_dict()), **args)

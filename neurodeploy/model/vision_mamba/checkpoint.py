@@ -28,6 +28,8 @@ from neurodeploy.model.vision_mamba.config import (
 from neurodeploy.model.vision_mamba.model import VisionMamba
 
 _LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
+_REQUIRED_KEYS = ("patch_embed.proj.weight", "patch_embed.proj.bias", "layers.0.mixer.in_proj.weight", "norm_f.weight",
+                  "head.weight", "head.bias")
 _SCAN_KEYS = ("A_log", "D", "conv1d.weight", "x_proj.weight", "dt_proj.weight", "dt_proj.bias")
 _BACKWARD_KEYS = ("A_b_log", "D_b", "conv1d_b.weight", "x_proj_b.weight", "dt_proj_b.weight", "dt_proj_b.bias")
 # What only the config or `args` can tell; every other field is read from the tensors.
@@ -63,7 +65,7 @@ def _user_options(config: Any, path: Path) -> dict[str, Any]:
     raise VisionMambaCheckpointError(f"{path}: config of type {type(config).__name__}; expected a VisionMambaConfig, a dict or a JSON path")
 
 
-def _options_from_args(args: Any, notes: list[str], path: Path) -> dict[str, Any]:
+def _options_from_args(args: Any, path: Path) -> dict[str, Any]:
     """What the training `args` (and the registered model name in `args.model`) tell."""
     if args is None:
         return {}
@@ -113,6 +115,9 @@ def infer_config(raw: RawCheckpoint, config: Any = None) -> tuple[VisionMambaCon
     if "rope.freqs_cos" in sd or "rope.freqs_sin" in sd:
         raise VisionMambaCheckpointError(f"{path}: keys rope.freqs_cos/sin: a rope model (if_rope); rotary position "
                                          "embedding is not implemented")
+    missing = [k for k in _REQUIRED_KEYS if k not in sd]
+    if missing:
+        raise VisionMambaCheckpointError(f"{path}: {missing[0]} missing; not a Vision Mamba checkpoint (or an incomplete one)")
     depth = _layer_indices(sd, path)
     for i in range(depth):
         prefix = f"layers.{i}.mixer."
@@ -128,7 +133,7 @@ def infer_config(raw: RawCheckpoint, config: Any = None) -> tuple[VisionMambaCon
                                              "'v1' model (shared conv and projections); only v2 is supported")
     user = _user_options(config, path)
     check_refused_options(user, f"{path}: config")
-    from_args = _options_from_args(raw.container.get("args"), notes, path)
+    from_args = _options_from_args(raw.container.get("args"), path)
 
     embed = sd["patch_embed.proj.weight"]
     if embed.ndim != 4 or embed.shape[2] != embed.shape[3]:
@@ -136,7 +141,10 @@ def infer_config(raw: RawCheckpoint, config: Any = None) -> tuple[VisionMambaCon
     embed_dim, in_chans, patch = (int(s) for s in embed.shape[:3])
     m0 = "layers.0.mixer."
     d_inner = int(sd[m0 + "in_proj.weight"].shape[0]) // 2
-    d_state = int(sd[m0 + "A_log"].shape[1]) if sd[m0 + "A_log"].ndim == 2 else 0
+    if sd[m0 + "A_log"].ndim != 2 or sd[m0 + "conv1d.weight"].ndim != 3 or sd[m0 + "dt_proj.weight"].ndim != 2:
+        raise VisionMambaCheckpointError(f"{path}: {m0}A_log / conv1d.weight / dt_proj.weight are not (d, n) / (d, 1, K) / "
+                                         "(d, R); not a Mamba-1 layer")
+    d_state = int(sd[m0 + "A_log"].shape[1])
     inferred: dict[str, Any] = {
         "patch_size": patch, "in_chans": in_chans, "embed_dim": embed_dim, "depth": depth,
         "d_inner": d_inner, "d_state": d_state, "d_conv": int(sd[m0 + "conv1d.weight"].shape[-1]),
