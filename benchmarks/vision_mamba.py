@@ -9,7 +9,9 @@ sequential), batch 1, the median of --repeats images after a warm-up. The baseli
 PyTorch model of this toolkit (`neurodeploy.model.vision_mamba`, whose scan is the vectorised
 `neurodeploy.model.mamba.selective_scan`), measured in the same run; the figure that counts is
 the ratio. Beside it, the dense-FLOP bound: the model's dense MACs (the `report` count) at
-the single-thread matmul rate measured here, i.e. the time if every op ran at GEMM speed.
+the single-thread matmul rate measured here, i.e. the time if every op ran at GEMM speed; and
+the exponential floor: the 2 x depth x tokens x d_inner x d_state values exp(delta * A) every
+runtime computes, at torch.exp's vectorised rate measured here.
 
 The native runtime's numba Mamba kernels (`neurodeploy.runtimes.native_kernels`) are timed
 when that module is importable; otherwise the benchmark says so. Seeded weights follow the
@@ -80,6 +82,13 @@ def _gemm_gflops() -> float:
     return max(rates)
 
 
+def _exp_per_second(config: VisionMambaConfig) -> float:
+    """Single-thread rate of torch.exp over one direction's (tokens, d_inner, d_state) tensor."""
+    values = -torch.rand(config.num_tokens, config.d_inner, config.d_state)
+    ms = _median_ms(lambda: torch.exp(values), 20)
+    return values.numel() / (ms * 1e-3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--img", type=int, default=160, help="image size (160: the upstream CPU benchmark's 101 tokens)")
@@ -124,12 +133,18 @@ def main() -> None:
         gflops = _gemm_gflops()
         report = vision_mamba_report(loaded)
         bound_ms = 2 * report.macs_per_image / (gflops * 1e9) * 1e3
+        # exp(delta * A) for every token, channel and state of both directions: a floor that the
+        # MAC count does not show (every runtime computes these exponentials)
+        exps = 2 * c.depth * c.num_tokens * c.d_inner * c.d_state
+        exp_ms = exps / _exp_per_second(c) * 1e3
 
         print(f"Vision Mamba D {c.embed_dim}, {c.depth} layers, {c.img_size} px, {c.num_tokens} tokens, batch 1, one thread")
         print(f"load: {os.getloadavg()[0]:.2f} (1-min average) on {os.cpu_count()} cores; onnxruntime {ort.__version__}, "
               f"torch {torch.__version__}")
         print(f"dense work: {report.macs_per_image / 1e6:.0f} M MACs = {2 * report.macs_per_image / 1e9:.2f} GFLOP per image; "
               f"single-thread matmul rate here {gflops:.1f} GFLOP/s -> dense-FLOP bound {bound_ms:.1f} ms")
+        print(f"exponentials exp(delta*A): {exps / 1e6:.1f} M per image at torch.exp's rate here -> {exp_ms:.1f} ms; "
+              f"dense + exp floor {bound_ms + exp_ms:.1f} ms = {torch_ms / (bound_ms + exp_ms):.1f}x the torch model at best")
         print(f"{'runtime':<34}{'ms / image':>12}{'vs torch':>10}{'max |dlogit|':>15}")
         print(f"{'torch model (baseline)':<34}{torch_ms:>12.1f}{1.0:>10.2f}{0.0:>15.2e}")
         print(f"{'onnxruntime, 2 SelectiveScan/layer':<34}{onnx_ms:>12.1f}{torch_ms / onnx_ms:>10.2f}"
