@@ -23,8 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.model.mamba import selective_scan
 from neurodeploy.model.vision_mamba.config import VisionMambaConfig
+
+
+class ImageShapeError(NeurodeployError, ValueError):
+    """Images of another size or channel count than the model was built for."""
 
 
 class RMSNorm(nn.Module):
@@ -117,7 +122,8 @@ class PatchEmbed(nn.Module):
         c = self.config
         expected = (c.in_chans, c.img_size, c.img_size)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(f"images of shape {tuple(images.shape)}; this model takes (B, {', '.join(map(str, expected))})")
+            raise ImageShapeError(f"images of shape {tuple(images.shape)}; this model takes (B, {', '.join(map(str, expected))}) "
+                                  "(the position embedding fixes the size; resize the images)")
         return self.proj(images).flatten(2).transpose(1, 2)  # (B, M, D), row-major patches
 
 
