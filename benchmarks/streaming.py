@@ -91,7 +91,7 @@ def main() -> None:
 
         eager_p50 = float(np.median(eager))
         print(f"streaming at batch 1, N-MNIST config, 1 ms bins, {steps} steps, torch threads {args.threads}")
-        print(f"  PyTorch eager MambaSpike.step      : {percentiles(eager)}")
+        print(f"  PyTorch eager (torch runtimes)    : {percentiles(eager)}")
         print(f"  torch front-end + ORT step graph   : {percentiles(pipeline)}   "
               f"{eager_p50 / np.median(pipeline):.2f}x vs eager, real-time factor {1e-3 / np.median(pipeline):.1f}x")
         print(f"  torch front-end + ORT chunk ({args.chunk:2d})    : {percentiles(chunked)}   "

@@ -2,13 +2,9 @@
 
 Two steps, each usable on its own:
 
-1. `lava_layers(graph)` reads the NIR graph of `neurodeploy.exporters.nir` into Lava-shaped
-   float layers (`LavaLayer`): netx and Lava have no pooling layer, so every
-   conv -> sum/avg pool pair is folded into ONE strided convolution (3x3 pad 1 conv then 2x2
-   pool stride 2 == 4x4 conv, stride 2, pad 1, kernel = 3x3 kernel (full-)convolved with a 2x2
-   ones kernel; bias x4 for sum pooling, kernel / 4 for avg pooling; floor edges equal, checked).
-   What Lava cannot run is refused here, once, with the way out: subtractive or delayed reset,
-   a non-uniform threshold, NIR nodes other than the front-end's.
+1. `neurodeploy.runtimes.lava_layers.lava_layers(graph)` reads the NIR graph into Lava-shaped
+   float layers (pooling folded into the convs, semantics Lava cannot run refused), which the
+   floating-point Lava runtime runs as they are.
 2. `quantize_layers(layers, ...)` / `export_netx(graph, path, ...)` map the float layers to
    Loihi's fixed point (REFERENCE.md §3) and write the netx file.
 
@@ -38,13 +34,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import h5py
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from neurodeploy.runtimes.lava_layers import LavaLayer, LavaMappingError, lava_layers
 
 FORMAT = "neurodeploy.netx/1"
 DECAY_UNITY = 4096  # 12-bit decays: 4096 means "decays fully in one step"
@@ -53,198 +51,6 @@ STATE_SHIFT = 6
 BIAS_BITS = 13
 THRESHOLD_BITS = 17
 MAX_STATE_UNITS = 2 ** (STATE_BITS - 1 - STATE_SHIFT)  # |value| in integer units that fits in u / v
-
-
-class LavaMappingError(ValueError):
-    """A front-end that Lava / netx cannot run as it is, with the way out in the message."""
-
-
-@dataclass(frozen=True)
-class LavaLayer:
-    """One conv(+folded pool) -> LIF layer in torch layout, float (what Lava floating_pt runs).
-
-    `weight` (Cout, Cin, kh, kw), `bias` (Cout,) are the folded synapse; `stride`, `padding`
-    are (h, w); shapes are (C, H, W). `recurrent_weight` (C, C, 1, 1) / `recurrent_bias`:
-    the 1x1 conv of the layer's own previous spikes (active from the second step), or None.
-    """
-
-    name: str
-    weight: np.ndarray
-    bias: np.ndarray
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    input_shape: tuple[int, int, int]
-    output_shape: tuple[int, int, int]
-    beta: float
-    threshold: float
-    folded_pool: str | None  # "sum" / "avg" when a pooling was folded into the conv
-    recurrent_weight: np.ndarray | None = None
-    recurrent_bias: np.ndarray | None = None
-
-
-# -- NIR -> Lava layers --------------------------------------------------------------------
-def fold_pool_into_conv(weight: np.ndarray, bias: np.ndarray, pool: str, kernel: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """The conv kernel that equals `pool(conv(x))` for a stride-1 conv and a kernel x kernel pool.
-
-    Pooled output i sums conv outputs kernel*i .. kernel*i+kernel-1, so the folded tap m
-    collects every original tap a with a + p = m (p the pool offset): a full convolution of
-    the kernel with a ones kernel. Sum pooling adds `kernel**2` biases; avg divides by it.
-    """
-    cout, cin, kh, kw = weight.shape
-    folded = np.zeros((cout, cin, kh + kernel - 1, kw + kernel - 1), dtype=np.float64)
-    for p in range(kernel):
-        for q in range(kernel):
-            folded[:, :, p:p + kh, q:q + kw] += weight
-    area = kernel * kernel
-    if pool == "sum":
-        return folded, bias.astype(np.float64) * area
-    if pool == "avg":
-        return folded / area, bias.astype(np.float64)
-    raise LavaMappingError(f"pooling {pool!r} cannot be folded into a synapse; only 'sum' and 'avg' can")
-
-
-def _conv_output(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _pair(value: Any) -> tuple[int, int]:
-    array = np.atleast_1d(np.asarray(value)).astype(int)
-    return (int(array[0]), int(array[-1]))
-
-
-def _uniform(name: str, what: str, value: Any) -> float:
-    array = np.asarray(value, dtype=np.float64)
-    if array.size == 0 or not np.all(array == array.flat[0]):
-        raise LavaMappingError(f"{name}: {what} differs between neurons; Lava's LIF takes one {what} per layer. "
-                               "Ways out: export a model with one value per layer (neurodeploy models always are).")
-    return float(array.flat[0])
-
-
-def _lif_parameters(name: str, node: nir.NIRNode, dt: float | None) -> tuple[float, float]:
-    """(beta, threshold) of a NIR LIF/IF node, refusing what Lava's LIF cannot do."""
-    meta = node.metadata or {}
-    reset = meta.get("reset", "zero")  # NIR's own LIF resets to v_reset immediately
-    timing = meta.get("reset_timing", "immediate")
-    if reset != "zero" or timing != "immediate":
-        raise LavaMappingError(
-            f"{name}: reset={reset!r}, reset_timing={timing!r}; Lava's LIF resets the membrane to zero in the "
-            "same step it spikes (reset='zero', reset_timing='immediate') and nothing else. Ways out: fine-tune "
-            "with MambaSpikeConfig.deployable() (reset='zero', reset_timing='immediate') and export that, or run "
-            "this front-end with neurodeploy.runtimes.torch / neurodeploy.runtimes.nir."
-        )
-    if meta.get("compare", "greater") != "greater":
-        raise LavaMappingError(f"{name}: compare={meta['compare']!r}; Lava spikes on v > threshold only")
-    threshold = _uniform(name, "threshold", node.v_threshold)
-    if np.any(np.asarray(node.v_reset) != 0):
-        raise LavaMappingError(f"{name}: v_reset != 0; Lava's LIF resets to zero")
-    if isinstance(node, nir.IF):
-        beta = 1.0
-        gain = _uniform(name, "r", node.r) * (dt or 0.0)
-    elif isinstance(node, nir.LIF):
-        if np.any(np.asarray(node.v_leak) != 0):
-            raise LavaMappingError(f"{name}: v_leak != 0; Lava's LIF leaks towards zero")
-        tau = _uniform(name, "tau", node.tau)
-        if "beta" in meta:
-            beta = float(meta["beta"])
-        elif dt is not None:
-            beta = 1.0 - dt / tau
-        else:
-            raise LavaMappingError(f"{name}: the graph records no dt and the node no beta; re-export it with "
-                                   "neurodeploy.exporters.nir.export_frontend(model, dt_s)")
-        gain = _uniform(name, "r", node.r) * (1.0 - beta) if beta != 1.0 else 1.0
-    else:
-        raise LavaMappingError(f"{name}: NIR node {type(node).__name__} has no Lava equivalent here; "
-                               "the front-end's neurons must be nir.LIF (or nir.IF)")
-    if dt is not None and abs(gain - 1.0) > 1e-4:
-        raise LavaMappingError(f"{name}: input gain r*dt/tau = {gain:.6g}, not 1; Lava's LIF adds its input "
-                               "unscaled. Re-export with neurodeploy's NIR exporter (r = tau/dt)")
-    return beta, threshold
-
-
-def lava_layers(graph: nir.NIRGraph) -> tuple[LavaLayer, ...]:
-    """The front-end NIR graph as a chain of `LavaLayer`s (pooling folded, semantics checked)."""
-    if not isinstance(graph, nir.NIRGraph):
-        raise TypeError(f"lava_layers takes a nir.NIRGraph, not {type(graph).__name__}")
-    nodes = graph.nodes
-    metadata = graph.metadata or {}
-    dt = float(metadata["dt"]) if "dt" in metadata else None
-    successors: dict[str, list[str]] = {}
-    for src, dst in graph.edges:
-        successors.setdefault(src, []).append(dst)
-    inputs = [name for name, node in nodes.items() if isinstance(node, nir.Input)]
-    if len(inputs) != 1:
-        raise LavaMappingError(f"the graph has {len(inputs)} nir.Input nodes; a front-end has exactly one")
-    shape = tuple(int(v) for v in np.asarray(next(iter(nodes[inputs[0]].input_type.values()))).ravel())
-    if len(shape) != 3:
-        raise LavaMappingError(f"input shape {shape}; expected (C, H, W) event-count frames")
-    layers: list[LavaLayer] = []
-    current = inputs[0]
-    while True:
-        nexts = [n for n in successors.get(current, [])
-                 if not isinstance(nodes[n], (nir.Flatten, nir.Output))
-                 and current not in successors.get(n, [])]  # a recurrent conv feeds back into `current`
-        if not nexts:
-            break
-        if len(nexts) != 1 or not isinstance(nodes[nexts[0]], nir.Conv2d):
-            kinds = [type(nodes[n]).__name__ for n in nexts]
-            raise LavaMappingError(f"after {current!r} the graph continues with {nexts} ({kinds}); the Lava mapping "
-                                   "takes a chain of Conv2d -> [SumPool2d|AvgPool2d] -> LIF layers")
-        conv_name = nexts[0]
-        conv = nodes[conv_name]
-        weight = np.asarray(conv.weight, dtype=np.float64)
-        bias = np.broadcast_to(np.asarray(conv.bias, dtype=np.float64), (weight.shape[0],)).copy()
-        stride, padding, dilation = _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation)
-        if int(np.asarray(conv.groups)) != 1 or dilation != (1, 1):
-            raise LavaMappingError(f"{conv_name}: groups/dilation other than 1 are not mapped to Lava")
-        if isinstance(conv.padding, str):
-            raise LavaMappingError(f"{conv_name}: string padding {conv.padding!r}; export explicit padding")
-        conv_hw = tuple(_conv_output(shape[1 + i], weight.shape[2 + i], stride[i], padding[i]) for i in range(2))
-        after = [n for n in successors.get(conv_name, [])]
-        if len(after) != 1:
-            raise LavaMappingError(f"{conv_name}: feeds {after}; expected exactly one pooling or LIF node")
-        folded_pool = None
-        out_hw = conv_hw
-        lif_name = after[0]
-        if isinstance(nodes[lif_name], (nir.SumPool2d, nir.AvgPool2d)):
-            pool_name, pool = lif_name, nodes[lif_name]
-            kind = "sum" if isinstance(pool, nir.SumPool2d) else "avg"
-            kernel, pool_stride, pool_pad = _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding)
-            if kernel[0] != kernel[1] or pool_stride != kernel or pool_pad != (0, 0) or stride != (1, 1):
-                raise LavaMappingError(f"{pool_name}: only a square non-overlapping pool (stride = kernel, no padding) "
-                                       "after a stride-1 conv folds into one synapse")
-            weight, bias = fold_pool_into_conv(weight, bias, kind, kernel[0])
-            stride = kernel
-            out_hw = tuple(size // kernel[0] for size in conv_hw)
-            folded_hw = tuple(_conv_output(shape[1 + i], weight.shape[2 + i], stride[i], padding[i]) for i in range(2))
-            if folded_hw != out_hw:
-                raise LavaMappingError(f"{conv_name}+{pool_name}: the folded conv gives {folded_hw}, pooling gives "
-                                       f"{out_hw}; this padding does not fold exactly")
-            folded_pool = kind
-            nexts_after_pool = successors.get(pool_name, [])
-            if len(nexts_after_pool) != 1:
-                raise LavaMappingError(f"{pool_name}: feeds {nexts_after_pool}; expected one LIF node")
-            lif_name = nexts_after_pool[0]
-        lif = nodes[lif_name]
-        beta, threshold = _lif_parameters(lif_name, lif, dt)
-        output_shape = (weight.shape[0], *out_hw)
-        rec_weight = rec_bias = None
-        for candidate in successors.get(lif_name, []):
-            node = nodes[candidate]
-            if isinstance(node, nir.Conv2d) and lif_name in successors.get(candidate, []):
-                meta = node.metadata or {}
-                if int(meta.get("delay_steps", 1)) != 1 or int(meta.get("active_from_step", 1)) != 1:
-                    raise LavaMappingError(f"{candidate}: recurrence with delay_steps/active_from_step other than 1")
-                rec_weight = np.asarray(node.weight, dtype=np.float64)
-                if rec_weight.shape[2:] != (1, 1):
-                    raise LavaMappingError(f"{candidate}: only 1x1 recurrent convolutions are mapped")
-                rec_bias = np.broadcast_to(np.asarray(node.bias, dtype=np.float64), (rec_weight.shape[0],)).copy()
-        layers.append(LavaLayer(name=lif_name, weight=weight, bias=bias, stride=stride, padding=padding,
-                                input_shape=shape, output_shape=output_shape, beta=beta, threshold=threshold,
-                                folded_pool=folded_pool, recurrent_weight=rec_weight, recurrent_bias=rec_bias))
-        shape, current = output_shape, lif_name
-    if not layers:
-        raise LavaMappingError("the graph has no Conv2d -> LIF layer after its input")
-    return tuple(layers)
 
 
 # -- quantisation --------------------------------------------------------------------------
@@ -298,7 +104,7 @@ class NetxExport:
 def _mantissa_grid(weight_bits: int) -> tuple[int, int, int]:
     """(step, low, high) of a mixed-sign Loihi weight mantissa with `weight_bits` bits."""
     if not isinstance(weight_bits, int) or not 2 <= weight_bits <= 8:
-        raise ValueError(f"weight_bits={weight_bits!r}; Loihi weights have 2..8 bits")
+        raise LavaMappingError(f"weight_bits={weight_bits!r}; Loihi weights have 2..8 bits")
     step = 2 ** (9 - weight_bits)
     return step, -256, 256 - step
 
@@ -310,7 +116,7 @@ def calibration_peaks(layers: tuple[LavaLayer, ...], frames: np.ndarray | torch.
     """
     x_all = torch.as_tensor(np.asarray(frames), dtype=torch.float64)
     if x_all.ndim != 5:
-        raise ValueError(f"calibration frames have shape {tuple(x_all.shape)}; expected (N, T, C, H, W)")
+        raise LavaMappingError(f"calibration frames have shape {tuple(x_all.shape)}; expected (N, T, C, H, W)")
     peaks = [[0.0, 0.0] for _ in layers]
     for sample in x_all:
         states = [torch.zeros((1, *layer.output_shape), dtype=torch.float64) for layer in layers]
@@ -363,7 +169,7 @@ def quantize_layer(layer: LavaLayer, *, weight_bits: int = 8, weight_scale: floa
                 scale, limited_by = budget / membrane_peak, "calibration membrane"
     else:
         if not (isinstance(weight_scale, (int, float)) and math.isfinite(weight_scale) and weight_scale > 0):
-            raise ValueError(f"{layer.name}: weight_scale={weight_scale!r}; expected a positive number")
+            raise LavaMappingError(f"{layer.name}: weight_scale={weight_scale!r}; expected a positive number")
         scale, limited_by = float(weight_scale), "user"
     exponent = 0
     while w_max * scale / 2 ** exponent > high + step / 2 and exponent < 7:
@@ -405,7 +211,7 @@ def quantize_layers(layers: tuple[LavaLayer, ...], *, weight_bits: int = 8,
     if isinstance(weight_scale, Mapping):
         unknown = set(weight_scale) - {layer.name for layer in layers}
         if unknown:
-            raise ValueError(f"weight_scale names unknown layers {sorted(unknown)}; layers: {[l.name for l in layers]}")
+            raise LavaMappingError(f"weight_scale names unknown layers {sorted(unknown)}; layers: {[l.name for l in layers]}")
     peaks = calibration_peaks(layers, calibration) if calibration is not None else [None] * len(layers)
     result = []
     for layer, peak in zip(layers, peaks):
@@ -448,7 +254,7 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, *, weight_bits: int = 8,
     input's width; the runtime refuses counts >= 2**input_message_bits.
     """
     if not 1 <= int(input_message_bits) <= 24:
-        raise ValueError(f"input_message_bits={input_message_bits!r}; Loihi graded spikes carry 1..24 bits")
+        raise LavaMappingError(f"input_message_bits={input_message_bits!r}; Loihi graded spikes carry 1..24 bits")
     layers = lava_layers(graph)
     quantized = quantize_layers(layers, weight_bits=weight_bits, weight_scale=weight_scale, calibration=calibration)
     path = Path(path)
@@ -471,5 +277,5 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, *, weight_bits: int = 8,
     return NetxExport(path=path, layers=quantized, input_message_bits=int(input_message_bits))
 
 
-__all__ = ["FORMAT", "LavaLayer", "LavaMappingError", "LayerQuantization", "NetxExport", "calibration_peaks",
-           "export_netx", "fold_pool_into_conv", "lava_layers", "quantize_layer", "quantize_layers"]
+__all__ = ["FORMAT", "LayerQuantization", "NetxExport", "calibration_peaks", "export_netx", "quantize_layer",
+           "quantize_layers"]

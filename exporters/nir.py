@@ -1,73 +1,8 @@
 """Spiking front-end -> NIR graph (`frontend.nir`), and the conventions every reader relies on.
 
-Graph layout (flat; one NIRGraph, no nested subgraphs). Shapes never include the batch::
-
-    input (nir.Input, (2, H, W))                       event counts, channel 0 OFF, 1 ON
-      -> conv1 (nir.Conv2d 3x3 pad 1, bias)          (2, H, W)   -> (C1, H, W)
-      -> pool1 (nir.SumPool2d | nir.AvgPool2d 2x2 s2) (C1, H, W)  -> (C1, H//2, W//2)
-      -> lif1  (nir.LIF, per-neuron arrays (C1, H1, W1))
-      [lif1 -> rec1 (nir.Conv2d 1x1, bias) -> lif1]   only when the model is recurrent
-      -> conv2 -> pool2 -> lif2 [-> rec2 -> lif2]     (C1, H1, W1) -> (C1, H2, W2)
-      -> conv3 -> lif3 [-> rec3 -> lif3]              no pooling after conv3; (C3, H2, W2)
-      -> flatten (nir.Flatten, input_type (C3, H2, W2), start_dim 0, end_dim -1)
-      -> output (nir.Output, (C3*H2*W2,))            flattened in (C, H, W) order
-
-Edges carry no delay: one time step goes input -> output in a single pass. Two edges into
-one node add (`pool_k` and `rec_k` into `lif_k`). The only delay is the cycle: `rec_k`
-reads the spikes `lif_k` emitted at the *previous* step (zeros before the first step).
-
-Time: `dt` (seconds) is in the graph metadata and in every LIF node's metadata. The discrete
-LIF `v[t] = beta * v[t-1] + I[t]` is written as `nir.LIF(tau = dt/(1-beta), r = tau/dt,
-v_leak = 0, v_threshold = thr, v_reset = 0)`; beta = 1 (no leak) is written as
-`nir.IF(r = 1/dt, v_threshold = thr)` with the same metadata. Arrays are float32, per neuron.
-`read_frontend` returns nodes in alphabetical order (HDF5 groups); follow the edges.
-
-Metadata keys (what NIR's node types cannot say; values are str, float, int or bool):
-
-graph (`NIRGraph.metadata`)
-    "dt"                float  seconds per time step the graph was discretised with
-    "producer"          str    "neurodeploy <version>"
-    "format"            str    "neurodeploy.frontend/1" (this layout)
-    "model_config"      str    the MambaSpikeConfig as JSON (for re-import of the whole model)
-    "lif_layers"        str    "lif1,lif2,lif3" (the layers whose spikes are reported)
-    "pool_rewrite_report" str  only after a requested max-pooling rewrite: PoolRewriteReport
-                               as JSON (spikes per layer before/after, changed predictions)
-
-input
-    "graded_input"      bool   True: the input holds non-negative event *counts* per bin (can
-                               exceed 1), not binary spikes; a reader that assumes 0/1
-                               spikes must refuse or scale.
-    "channel_order"     str    "OFF,ON"
-
-pool1, pool2
-    "pool_input"        str    "current": pooling acts on the conv output (a synaptic
-                               current) before the neuron, not on spikes. For a target that
-                               pools spikes, fold the pool into the synapse instead.
-    "rewritten_from"    str    present only when max pooling was replaced on request
-                               (`pool_rewrite`): "max"; the graph is then an approximation
-                               of the trained model, with its measured effect in the export
-                               report.
-
-lif1, lif2, lif3
-    "dt"                float  seconds, same as the graph's
-    "beta"              float  the exact discrete decay (tau is derived from it; use this to
-                               avoid round-off in 1 - dt/tau)
-    "reset"             str    "subtract" (v -= v_threshold; v_reset is then unused),
-                               "zero" (v = v_reset = 0) or "none"
-    "reset_timing"      str    "immediate": integrate, compare, reset in the same step (Lava);
-                               "delayed": the reset decided at t-1 is applied at t before the
-                               compare (snnTorch Leaky: v[t] = beta*v[t-1] + I[t] - s[t-1]*thr
-                               for subtract, v[t] = beta*(1-s[t-1])*v[t-1] + I[t] for zero)
-    "compare"           str    "greater": spike iff v > v_threshold (strict)
-
-rec1, rec2, rec3 (only for recurrent models)
-    "recurrent_of"      str    the LIF node whose previous spikes it reads ("lif1", ...)
-    "delay_steps"       int    1: reads s[t-1] of that layer
-    "active_from_step"  int    1: contributes (its bias included) only for t >= 1; at t = 0
-                               its output is zero, not its bias
-
-flatten
-    "order"             str    "CHW"
+The graph layout, the metadata keys and the LIF/dt mapping are the toolkit's NIR format,
+defined once in `neurodeploy.formats.nir_frontend` (docs/time-and-lif.md explains the mapping);
+this module builds such a graph from a model, and rewrites max pooling on request.
 """
 from __future__ import annotations
 
@@ -76,23 +11,23 @@ import json
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import nir
 import numpy as np
 import torch
 
+from neurodeploy.errors import NeurodeployError
+from neurodeploy.formats.nir_frontend import FORMAT, RECURRENT_METADATA, lif_node
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.frontend import LAYER_NAMES, SpikingFrontend
 from neurodeploy.model.mamba_spike.model import MambaSpike
 
-FORMAT = "neurodeploy.frontend/1"
 POOL_REWRITES = ("avg", "sum")
 # synthetic sample for the pool_rewrite report when the user supplies none
 SYNTHETIC_SAMPLES, SYNTHETIC_STEPS, SYNTHETIC_RATE, SYNTHETIC_SEED = 16, 30, 0.1, 0
 
 
-class UnsupportedLayerError(ValueError):
+class UnsupportedLayerError(NeurodeployError, ValueError):
     """A layer of the model that NIR cannot express, with the ways out in the message."""
 
 
@@ -166,9 +101,9 @@ def rewrite_max_pooling(model: MambaSpike | SpikingFrontend, pool_rewrite: str,
     given, on a seeded synthetic Poisson sample.
     """
     if pool_rewrite not in POOL_REWRITES:
-        raise ValueError(f"pool_rewrite={pool_rewrite!r}; expected one of {POOL_REWRITES} (or None to refuse max pooling)")
+        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r}; expected one of {POOL_REWRITES} (or None to refuse max pooling)")
     if model.config.pooling != "max":
-        raise ValueError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with {model.config.pooling!r}, "
+        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with {model.config.pooling!r}, "
                          "not max: nothing to rewrite; leave pool_rewrite=None")
     if sample is None:
         sample = synthetic_event_sample(model.config)
@@ -202,20 +137,6 @@ def _array(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32, copy=True)
 
 
-def _lif_node(config: MambaSpikeConfig, shape: tuple[int, ...], dt_s: float) -> nir.NIRNode:
-    metadata = {"dt": dt_s, "beta": float(config.beta), "reset": config.reset,
-                "reset_timing": config.reset_timing, "compare": "greater"}
-    threshold = np.full(shape, config.threshold, dtype=np.float32)
-    if config.beta == 1.0:
-        # no leak: NIR's IF (dv/dt = R I) with R = 1/dt integrates I once per step
-        return nir.IF(r=np.full(shape, 1.0 / dt_s, dtype=np.float32), v_threshold=threshold,
-                      v_reset=np.zeros(shape, np.float32), metadata=metadata)
-    tau = dt_s / (1.0 - config.beta)
-    return nir.LIF(tau=np.full(shape, tau, dtype=np.float32), r=np.full(shape, tau / dt_s, dtype=np.float32),
-                   v_leak=np.zeros(shape, np.float32), v_threshold=threshold,
-                   v_reset=np.zeros(shape, np.float32), metadata=metadata)
-
-
 def _conv_node(conv: torch.nn.Conv2d, input_shape: tuple[int, int], **metadata) -> nir.Conv2d:
     return nir.Conv2d(input_shape=input_shape, weight=_array(conv.weight), stride=conv.stride,
                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
@@ -244,7 +165,7 @@ def export_frontend(model: MambaSpike | SpikingFrontend, dt_s: float, *, pool_re
     if not isinstance(model, (MambaSpike, SpikingFrontend)):
         raise TypeError(f"export_frontend takes a MambaSpike or SpikingFrontend, not {type(model).__name__}")
     if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
-        raise ValueError(f"dt_s={dt_s!r}; expected the bin width in seconds (> 0), e.g. 1e-3 for 1 ms bins")
+        raise UnsupportedLayerError(f"dt_s={dt_s!r}; expected the bin width in seconds (> 0), e.g. 1e-3 for 1 ms bins")
     report = None
     if model.config.pooling == "max":
         if pool_rewrite is None:
@@ -252,7 +173,7 @@ def export_frontend(model: MambaSpike | SpikingFrontend, dt_s: float, *, pool_re
         model, report = rewrite_max_pooling(model, pool_rewrite, sample)
         warnings.warn(report.summary(), stacklevel=2)
     elif pool_rewrite is not None:
-        raise ValueError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with "
+        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with "
                          f"{model.config.pooling!r}, not max: leave pool_rewrite=None")
     frontend = model.spiking_frontend if isinstance(model, MambaSpike) else model
     config = frontend.config
@@ -279,11 +200,12 @@ def export_frontend(model: MambaSpike | SpikingFrontend, dt_s: float, *, pool_re
                                           padding=np.array([0, 0]), metadata=dict(pool_metadata))
             edges.append((f"conv{k}", f"pool{k}"))
             into_lif = f"pool{k}"
-        nodes[name] = _lif_node(config, shape, dt_s)
+        nodes[name] = lif_node(shape, dt_s, beta=config.beta, threshold=config.threshold, reset=config.reset,
+                               reset_timing=config.reset_timing)
         edges.append((into_lif, name))
         if config.recurrent:
             recurrent = getattr(frontend, f"recurrent{k}")
-            nodes[f"rec{k}"] = _conv_node(recurrent, shape[1:], recurrent_of=name, delay_steps=1, active_from_step=1)
+            nodes[f"rec{k}"] = _conv_node(recurrent, shape[1:], recurrent_of=name, **RECURRENT_METADATA)
             edges += [(name, f"rec{k}"), (f"rec{k}", name)]
         previous, spatial = name, shape[1:]
     last = frontend.layer_shapes()[-1]
@@ -298,43 +220,3 @@ def export_frontend(model: MambaSpike | SpikingFrontend, dt_s: float, *, pool_re
     if report is not None:
         metadata["pool_rewrite_report"] = report.to_json()
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
-
-
-def write_frontend(graph: nir.NIRGraph, path: str | Path) -> Path:
-    """Write `graph` to `path` (conventionally `frontend.nir`, NIR's HDF5 format)."""
-    path = Path(path)
-    nir.write(path, graph)
-    return path
-
-
-def _plain(value):
-    """h5py hands metadata back as numpy scalars; make them the Python values written."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf8")
-    return value
-
-
-def read_frontend(path: str | Path) -> nir.NIRGraph:
-    """Read a NIR file; metadata values come back as plain Python str/float/int/bool.
-
-    nir.read decodes metadata leaves as numpy scalars and orders nodes alphabetically (HDF5
-    groups); the values are made plain again, everything else is nir's own reader.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"NIR file {path} does not exist; write one with `neurodeploy export` or write_frontend()")
-    try:
-        try:
-            graph = nir.read(path)
-        except ValueError:
-            # graphs from other writers often leave shapes undefined or scalar (snnTorch's LIF
-            # parameters are 0-d); read them untyped and let the importer check the shapes
-            graph = nir.read(path, type_check=False)
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a readable NIR graph ({error}); re-export it with write_frontend()") from error
-    graph.metadata = {k: _plain(v) for k, v in graph.metadata.items()}
-    for node in graph.nodes.values():
-        node.metadata = {k: _plain(v) for k, v in node.metadata.items()}
-    return graph

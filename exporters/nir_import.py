@@ -35,10 +35,15 @@ import nir
 import numpy as np
 import torch
 
-from neurodeploy.exporters.nir import read_frontend
+from neurodeploy.formats.nir_frontend import (
+    UnsupportedGraphError,
+    frontend_chain,
+    graph_dt,
+    load_graph,
+    neuron_parameters,
+)
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.frontend import SpikingFrontend
-from neurodeploy.runtimes.nir import NEURON_TYPES, UnsupportedGraphError, graph_dt, neuron_parameters
 
 
 @dataclass(frozen=True)
@@ -54,14 +59,6 @@ WRITERS = {
     # norse/torch/utils/export_nir.py: dt = 0.001 default, r = 1; LIFBox resets to v_reset
     "norse": WriterConvention(dt_s=1e-3, reset="zero", reset_timing="immediate"),
 }
-
-
-def _successors(graph: nir.NIRGraph, name: str) -> list[str]:
-    return [dst for src, dst in graph.edges if src == name]
-
-
-def _predecessors(graph: nir.NIRGraph, name: str) -> list[str]:
-    return [src for src, dst in graph.edges if dst == name]
 
 
 def _check_conv(name: str, node: nir.Conv2d, kernel: int, padding: int) -> None:
@@ -85,12 +82,6 @@ def _check_pool(name: str, node: nir.NIRNode) -> str:
     return "sum" if isinstance(node, nir.SumPool2d) else "avg"
 
 
-def _load(graph_or_path: nir.NIRGraph | str | Path) -> nir.NIRGraph:
-    if isinstance(graph_or_path, nir.NIRGraph):
-        return graph_or_path
-    return read_frontend(graph_or_path)
-
-
 def import_frontend(graph_or_path: nir.NIRGraph | str | Path, *, dt_s: float | None = None,
                     writer: str | None = None) -> tuple[SpikingFrontend, MambaSpikeConfig]:
     """A SpikingFrontend with the graph's weights, and the config that describes it.
@@ -98,59 +89,28 @@ def import_frontend(graph_or_path: nir.NIRGraph | str | Path, *, dt_s: float | N
     Backbone fields of the config come from the graph's "model_config" metadata when it has
     one (graphs written by neurodeploy), else they are the defaults.
     """
-    graph = _load(graph_or_path)
+    graph = load_graph(graph_or_path)
     if writer is not None and writer not in WRITERS:
-        raise ValueError(f"writer={writer!r}; known writers: {sorted(WRITERS)} (or pass dt_s= and leave writer=None)")
+        raise UnsupportedGraphError(f"writer={writer!r}; known writers: {sorted(WRITERS)} (or pass dt_s= and leave writer=None)")
     convention = WRITERS.get(writer)
-    for name, node in graph.nodes.items():
-        if isinstance(node, nir.NIRGraph):
-            raise UnsupportedGraphError(f"node {name!r} is a nested NIRGraph (as snnTorch writes RLeaky/RSynaptic); "
-                                        "the front-end family has no such layer: write the recurrence as a flat "
-                                        "Conv2d cycle on the neuron")
     dt = graph_dt(graph, dt_s) if graph_dt(graph, dt_s) is not None else (convention.dt_s if convention else None)
 
-    inputs = [name for name, node in graph.nodes.items() if isinstance(node, nir.Input)]
-    if len(inputs) != 1:
-        raise UnsupportedGraphError(f"the graph has {len(inputs)} Input nodes {inputs}; a front-end has exactly one")
-    in_shape = [int(d) for d in np.asarray(graph.nodes[inputs[0]].input_type["input"]).ravel()]
+    input_name, chain = frontend_chain(graph)
+    in_shape = [int(d) for d in np.asarray(graph.nodes[input_name].input_type["input"]).ravel()]
     if len(in_shape) == 4 and in_shape[0] == 1:
         in_shape = in_shape[1:]  # nirtorch's tracer records the sample's batch of 1
     if len(in_shape) != 3:
-        raise UnsupportedGraphError(f"Input node {inputs[0]!r} has shape {in_shape}; expected (channels, H, W)")
-
-    # walk the feed-forward path; a 1x1 conv both fed by and feeding a neuron is its recurrence
-    convs, pools, neurons, recurrent = [], [], [], []
-    current = inputs[0]
-    while True:
-        nexts = _successors(graph, current)
-        forward = [n for n in nexts if not (isinstance(graph.nodes[n], nir.Conv2d) and current in _successors(graph, n))]
-        loops = [n for n in nexts if n not in forward]
-        if isinstance(graph.nodes[current], NEURON_TYPES):
-            recurrent.append(loops[0] if loops else None)
-        if not forward:
-            break
-        if len(forward) > 1:
-            raise UnsupportedGraphError(f"node {current!r} feeds {forward}; the front-end is a single chain")
-        current = forward[0]
-        node = graph.nodes[current]
-        if isinstance(node, nir.Conv2d):
-            convs.append(current)
-        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-            pools.append((len(convs), current))
-        elif isinstance(node, NEURON_TYPES):
-            neurons.append(current)
-        elif isinstance(node, (nir.Flatten, nir.Output)):
-            continue
-        else:
-            raise UnsupportedGraphError(f"node {current!r} is a {type(node).__name__}; a Mamba-Spike front-end holds only "
-                                        "Conv2d, SumPool2d/AvgPool2d, LIF/IF/CubaLIF, Flatten")
-    if len(convs) != 3 or len(neurons) != 3:
+        raise UnsupportedGraphError(f"Input node {input_name!r} has shape {in_shape}; expected (channels, H, W)")
+    convs = [layer.conv for layer in chain]
+    neurons = [layer.neuron for layer in chain]
+    recurrent = [layer.recurrent for layer in chain]
+    if len(chain) != 3:
         raise UnsupportedGraphError(f"the graph's path holds convs {convs} and neurons {neurons}; the front-end has "
                                     "three conv -> neuron layers")
-    if [index for index, _ in pools] != [1, 2]:
-        raise UnsupportedGraphError(f"pooling nodes {[p for _, p in pools]} sit after convs {[i for i, _ in pools]}; "
-                                    "the family pools after conv1 and conv2 only")
-    poolings = {_check_pool(name, graph.nodes[name]) for _, name in pools}
+    pools = [layer.pool for layer in chain]
+    if pools[0] is None or pools[1] is None or pools[2] is not None:
+        raise UnsupportedGraphError(f"pooling nodes {pools} (per layer); the family pools after conv1 and conv2 only")
+    poolings = {_check_pool(name, graph.nodes[name]) for name in pools[:2]}
     if len(poolings) != 1:
         raise UnsupportedGraphError(f"pool nodes mix {sorted(poolings)} pooling; the family uses one kind")
     for name in convs:

@@ -1,6 +1,6 @@
 """The SSM backbone -> ONNX: the full-sequence graph, the chunk graph and the step graph.
 
-Three files, one per way the backbone is driven (DESIGN.md, "Conventions"):
+Three files, one per way the backbone is driven (docs/streaming-state.md):
 
 backbone.onnx (`export_backbone`)
     spikes (batch, time, C, H, W) float32 -> logits (batch, classes); dynamic batch and
@@ -10,17 +10,8 @@ backbone.onnx (`export_backbone`)
 backbone_chunk.onnx (`export_backbone_chunk`) and backbone_step.onnx (`export_backbone_step`)
     (spikes | spikes_t, *STATE_NAMES) -> (logits, *STATE_OUTPUT_NAMES): a packet of T bins, or
     one bin (one `ai.neurodeploy::SelectiveStateUpdate` node per layer), with the streaming
-    state in and out. The states are those of `MambaSpike.backbone_step`:
-
-        interface_ring (B, k-1, F)               last k-1 flattened spike vectors, oldest first
-        conv_state     (n_layers, B, d_inner, d_conv)
-        ssm_state      (n_layers, B, d_inner, d_state)
-        feature_sum    (B, d_model)              sum of the last block's outputs
-        count          int64 ()                  steps in feature_sum
-        pushed         int64 ()                  frames pushed into the interface
-
-    `logits` are the anytime logits head(feature_sum / max(count, 1)). Each output state is
-    named `<state>_out`.
+    state in and out. File names, input/output names and the state layout are the toolkit's
+    ONNX format, defined once in `neurodeploy.formats.onnx_backbone` (docs/streaming-state.md).
 
 The centered interface's look-ahead lives in the graphs: a push with `pushed + 1 <= lookahead` ((k-1)//2 for centered, 0 for causal)
 only fills the ring (the blocks' states, sum and count pass through unchanged), as
@@ -41,32 +32,44 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.exporters.onnx_functions import DOMAIN, DOMAIN_VERSION, SELECTIVE_SCAN, SELECTIVE_STATE_UPDATE
 from neurodeploy.exporters.onnx_graph import INT64_MAX, GraphBuilder, layer_norm, stack_states
 from neurodeploy.exporters.onnx_mamba import MambaLayerWeights, emit_layer_sequence, emit_layer_step
+from neurodeploy.formats.onnx_backbone import (
+    GRAPH_KINDS,
+    LOGITS,
+    META_GRAPH,
+    META_MODEL_CONFIG,
+    META_STATE_INPUTS,
+    META_STATE_OUTPUTS,
+    SEQUENCE_INPUT,
+    STATE_NAMES,
+    STATE_OUTPUT_NAMES,
+    STEP_INPUT,
+    GraphKind,
+    state_layout,
+)
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
-from neurodeploy.model.mamba_spike.model import BackboneState, MambaSpike
+from neurodeploy.model.mamba_spike.model import MambaSpike
+from neurodeploy.runtimes.onnxruntime import parity_with_model
 
 DEFAULT_OPSET = 20
 MIN_OPSET = 20
 DEFAULT_TOLERANCE = 1e-4
-STATE_NAMES = ("interface_ring", "conv_state", "ssm_state", "feature_sum", "count", "pushed")
-STATE_OUTPUT_NAMES = tuple(f"{name}_out" for name in STATE_NAMES)
-GraphKind = Literal["full", "chunk", "step"]
 
 
-class OnnxExportError(ValueError):
+class OnnxExportError(NeurodeployError, ValueError):
     """A model or argument the ONNX exporter cannot turn into a faithful graph."""
 
 
-class OnnxParityError(RuntimeError):
+class OnnxParityError(NeurodeployError, RuntimeError):
     """The exported graph, run in onnxruntime, does not reproduce the PyTorch model."""
 
 
@@ -206,30 +209,16 @@ class _Weights:
 
 
 # -- graph construction ----------------------------------------------------------------------
+_ONNX_TYPES = {np.float32: TensorProto.FLOAT, np.int64: TensorProto.INT64}
+
+
 def _state_inputs(b: GraphBuilder, c: MambaSpikeConfig) -> dict[str, str]:
-    L, k = c.n_layers, c.interface_window
-    return {
-        "interface_ring": b.input("interface_ring", TensorProto.FLOAT, ["batch", k - 1, c.spike_features]),
-        "conv_state": b.input("conv_state", TensorProto.FLOAT, [L, "batch", c.d_inner, c.d_conv]),
-        "ssm_state": b.input("ssm_state", TensorProto.FLOAT, [L, "batch", c.d_inner, c.d_state]),
-        "feature_sum": b.input("feature_sum", TensorProto.FLOAT, ["batch", c.d_model]),
-        "count": b.input("count", TensorProto.INT64, []),
-        "pushed": b.input("pushed", TensorProto.INT64, []),
-    }
+    return {name: b.input(name, _ONNX_TYPES[dtype], dims) for name, (dtype, dims) in state_layout(c).items()}
 
 
 def _state_outputs(b: GraphBuilder, c: MambaSpikeConfig, values: dict[str, str]) -> None:
-    L, k = c.n_layers, c.interface_window
-    shapes = {
-        "interface_ring": (TensorProto.FLOAT, ["batch", k - 1, c.spike_features]),
-        "conv_state": (TensorProto.FLOAT, [L, "batch", c.d_inner, c.d_conv]),
-        "ssm_state": (TensorProto.FLOAT, [L, "batch", c.d_inner, c.d_state]),
-        "feature_sum": (TensorProto.FLOAT, ["batch", c.d_model]),
-        "count": (TensorProto.INT64, []),
-        "pushed": (TensorProto.INT64, []),
-    }
-    for name in STATE_NAMES:
-        b.output(values[name], f"{name}_out", *shapes[name])
+    for (name, (dtype, dims)), out_name in zip(state_layout(c).items(), STATE_OUTPUT_NAMES):
+        b.output(values[name], out_name, _ONNX_TYPES[dtype], dims)
 
 
 def _head(b: GraphBuilder, w: _Weights, pooled: str) -> str:
@@ -256,7 +245,7 @@ def _block_sequence(b: GraphBuilder, bw: _BlockWeights, x: str, tag: str, conv_s
 
 def _full_graph(b: GraphBuilder, w: _Weights) -> None:
     c = w.config
-    spikes = b.input("spikes", TensorProto.FLOAT, ["batch", "time", c.spiking_channels, c.feature_height, c.feature_width])
+    spikes = b.input(SEQUENCE_INPUT, TensorProto.FLOAT, ["batch", "time", c.spiking_channels, c.feature_height, c.feature_width])
     flat = b.op("Reshape", spikes, b.ints(0, 0, -1))  # (B, T, F) in (C, H, W) order
     # input_proj is linear and the smoothing is linear in time, so project first and smooth
     # d_model channels instead of F; the bias goes after (zero padding never sees it).
@@ -270,7 +259,7 @@ def _full_graph(b: GraphBuilder, w: _Weights) -> None:
     for i, bw in enumerate(w.layers):
         x, _, _ = _block_sequence(b, bw, x, f"mamba_blocks.{i}", None, h0)
     pooled = b.op("ReduceMean", x, b.ints(1), keepdims=0, name="mean_over_time")
-    b.output(_head(b, w, pooled), "logits", TensorProto.FLOAT, ["batch", c.num_classes])
+    b.output(_head(b, w, pooled), LOGITS, TensorProto.FLOAT, ["batch", c.num_classes])
 
 
 def _anytime_logits(b: GraphBuilder, w: _Weights, feature_sum: str, count: str) -> str:
@@ -281,7 +270,7 @@ def _anytime_logits(b: GraphBuilder, w: _Weights, feature_sum: str, count: str) 
 def _chunk_graph(b: GraphBuilder, w: _Weights) -> None:
     c = w.config
     k = c.interface_window
-    spikes = b.input("spikes", TensorProto.FLOAT, ["batch", "time", c.spiking_channels, c.feature_height, c.feature_width])
+    spikes = b.input(SEQUENCE_INPUT, TensorProto.FLOAT, ["batch", "time", c.spiking_channels, c.feature_height, c.feature_width])
     state = _state_inputs(b, c)
     flat = b.op("Reshape", spikes, b.ints(0, 0, -1))
     window = b.op("Concat", state["interface_ring"], flat, axis=1)  # (B, k-1+T, F)
@@ -305,7 +294,7 @@ def _chunk_graph(b: GraphBuilder, w: _Weights) -> None:
     feature_sum = b.op("Add", state["feature_sum"], b.op("ReduceSum", x, b.ints(1), keepdims=0))
     count = b.op("Add", state["count"], b.op("Squeeze", active, b.ints(0)))
     pushed = b.op("Add", state["pushed"], b.op("Squeeze", steps, b.ints(0)))
-    b.output(_anytime_logits(b, w, feature_sum, count), "logits", TensorProto.FLOAT, ["batch", c.num_classes])
+    b.output(_anytime_logits(b, w, feature_sum, count), LOGITS, TensorProto.FLOAT, ["batch", c.num_classes])
     _state_outputs(b, c, {
         "interface_ring": ring_out, "conv_state": stack_states(b, convs, (c.d_inner, c.d_conv)),
         "ssm_state": stack_states(b, ssms, (c.d_inner, c.d_state)), "feature_sum": feature_sum, "count": count,
@@ -316,7 +305,7 @@ def _chunk_graph(b: GraphBuilder, w: _Weights) -> None:
 def _step_graph(b: GraphBuilder, w: _Weights) -> None:
     c = w.config
     k = c.interface_window
-    spikes = b.input("spikes_t", TensorProto.FLOAT, ["batch", c.spiking_channels, c.feature_height, c.feature_width])
+    spikes = b.input(STEP_INPUT, TensorProto.FLOAT, ["batch", c.spiking_channels, c.feature_height, c.feature_width])
     state = _state_inputs(b, c)
     flat = b.op("Unsqueeze", b.op("Reshape", spikes, b.ints(0, -1)), b.ints(1))  # (B, 1, F)
     window = b.op("Concat", state["interface_ring"], flat, axis=1)  # (B, k, F)
@@ -343,7 +332,7 @@ def _step_graph(b: GraphBuilder, w: _Weights) -> None:
     ssm_out = b.op("Where", active, stack_states(b, ssms, (c.d_inner, c.d_state)), state["ssm_state"])
     feature_sum = b.op("Where", active, b.op("Add", state["feature_sum"], x), state["feature_sum"])
     count = b.op("Add", state["count"], b.op("Cast", active, to=TensorProto.INT64))
-    b.output(_anytime_logits(b, w, feature_sum, count), "logits", TensorProto.FLOAT, ["batch", c.num_classes])
+    b.output(_anytime_logits(b, w, feature_sum, count), LOGITS, TensorProto.FLOAT, ["batch", c.num_classes])
     _state_outputs(b, c, {
         "interface_ring": ring_out, "conv_state": conv_out, "ssm_state": ssm_out,
         "feature_sum": feature_sum, "count": count, "pushed": pushed,
@@ -363,8 +352,8 @@ def _versions() -> dict[str, str]:
 def _metadata(config: MambaSpikeConfig, graph: GraphKind, dt: float, opset: int) -> dict[str, str]:
     props = {
         "neurodeploy.format": f"neurodeploy.backbone.{graph}/1",
-        "neurodeploy.graph": graph,
-        "neurodeploy.model_config": config.to_json(),
+        META_GRAPH: graph,
+        META_MODEL_CONFIG: config.to_json(),
         "neurodeploy.dt": repr(float(dt)),
         "neurodeploy.interface": config.interface,
         "neurodeploy.lookahead": str(config.lookahead),
@@ -374,15 +363,9 @@ def _metadata(config: MambaSpikeConfig, graph: GraphKind, dt: float, opset: int)
         "neurodeploy.versions": json.dumps(_versions(), sort_keys=True),
     }
     if graph != "full":
-        props["neurodeploy.state_inputs"] = ",".join(STATE_NAMES)
-        props["neurodeploy.state_outputs"] = ",".join(STATE_OUTPUT_NAMES)
+        props[META_STATE_INPUTS] = ",".join(STATE_NAMES)
+        props[META_STATE_OUTPUTS] = ",".join(STATE_OUTPUT_NAMES)
     return props
-
-
-def read_metadata(proto_or_path: onnx.ModelProto | str | Path) -> dict[str, str]:
-    """The metadata props of an exported backbone graph (read without loading the weights)."""
-    proto = proto_or_path if isinstance(proto_or_path, onnx.ModelProto) else onnx.load(str(proto_or_path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
 
 
 # -- checks and validation ----------------------------------------------------------------------
@@ -390,7 +373,7 @@ def _check_arguments(model: MambaSpike, graph: str, dt: float, opset: int) -> No
     if not isinstance(model, MambaSpike):
         raise OnnxExportError(f"expected a neurodeploy.model.MambaSpike, got {type(model).__name__}; "
                               "load checkpoints with neurodeploy.model.mamba_spike.checkpoint first")
-    if graph not in ("full", "chunk", "step"):
+    if graph not in GRAPH_KINDS:
         raise OnnxExportError(f"graph kind {graph!r}; expected 'full', 'chunk' or 'step'")
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise OnnxExportError(f"opset {opset!r}; the backbone graphs need ONNX opset {MIN_OPSET} or newer")
@@ -417,8 +400,6 @@ def _check_sample(config: MambaSpikeConfig, sample: torch.Tensor) -> torch.Tenso
 
 def _export(model: MambaSpike, path: Path, graph: GraphKind, *, dt: float, opset: int, sample: torch.Tensor | None,
             tolerance: float) -> OnnxExportResult:
-    import onnxruntime
-
     start = time.perf_counter()
     proto = build_backbone_model(model, graph, dt=dt, opset=opset)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -426,10 +407,8 @@ def _export(model: MambaSpike, path: Path, graph: GraphKind, *, dt: float, opset
     export_seconds = time.perf_counter() - start
     onnx.checker.check_model(str(path), full_check=True)
     sample = _check_sample(model.config, sample if sample is not None else _default_sample(model.config))
-    # a plain session: the file must run with no custom-op library registered
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        worst = {"full": _parity_full, "chunk": _parity_chunk, "step": _parity_step}[graph](model, session, sample)
+    # plain sessions: the file must run with no custom-op library registered
+    worst = parity_with_model(model, path, graph, sample)
     if not worst <= tolerance:  # also catches NaN
         raise OnnxParityError(f"{path}: onnxruntime differs from PyTorch by {worst:.3g} (tolerance {tolerance:g}) on "
                               f"a sample of shape {tuple(sample.shape)}; the {graph} graph is not a faithful export")
@@ -441,78 +420,3 @@ def _export(model: MambaSpike, path: Path, graph: GraphKind, *, dt: float, opset
         export_seconds=export_seconds, parity_max_abs=float(worst),
         parity_sample=(int(sample.shape[0]), int(sample.shape[1])), tolerance=tolerance,
     )
-
-
-def state_to_feeds(state: BackboneState) -> dict[str, np.ndarray]:
-    """A PyTorch `BackboneState` as the chunk/step graphs' state inputs."""
-    return {
-        "interface_ring": state.interface.ring.detach().cpu().numpy().astype(np.float32, copy=False),
-        "conv_state": torch.stack([s.conv_state for s in state.layers]).detach().cpu().numpy().astype(np.float32, copy=False),
-        "ssm_state": torch.stack([s.ssm_state for s in state.layers]).detach().cpu().numpy().astype(np.float32, copy=False),
-        "feature_sum": state.feature_sum.detach().cpu().numpy().astype(np.float32, copy=False),
-        "count": np.array(state.count, dtype=np.int64),
-        "pushed": np.array(state.pushed, dtype=np.int64),
-    }
-
-
-def _max_abs(a, b) -> float:
-    difference = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
-    return float(difference.max()) if difference.size else 0.0  # a window of 1 has an empty ring
-
-
-def _parity_full(model: MambaSpike, session, sample: torch.Tensor) -> float:
-    (logits,) = session.run(["logits"], {"spikes": sample.numpy()})
-    return _max_abs(logits, model.backbone_forward(sample).numpy())
-
-
-def _torch_stream(model: MambaSpike, sample: torch.Tensor):
-    state = model.backbone_initial_state(sample.shape[0])
-    anytime = []
-    for t in range(sample.shape[1]):
-        logits, state = model.backbone_step(sample[:, t], state)
-        anytime.append(logits.numpy())
-    return anytime, state
-
-
-def _flush_feeds(model: MambaSpike, feeds: dict[str, np.ndarray], received: int) -> int:
-    return received + model.config.lookahead - int(feeds["pushed"]) if received else 0
-
-
-def _parity_step(model: MambaSpike, session, sample: torch.Tensor) -> float:
-    anytime, state = _torch_stream(model, sample)
-    feeds = state_to_feeds(model.backbone_initial_state(sample.shape[0]))
-    worst = 0.0
-    zeros = np.zeros_like(sample[:, 0].numpy())
-    frames = [sample[:, t].numpy() for t in range(sample.shape[1])]
-    for t, frame in enumerate(frames):
-        outputs = session.run(None, {"spikes_t": frame, **feeds})
-        feeds = dict(zip(STATE_NAMES, outputs[1:]))
-        worst = max(worst, _max_abs(outputs[0], anytime[t]))
-    for name, value in state_to_feeds(state).items():
-        worst = max(worst, _max_abs(feeds[name], value))
-    for _ in range(_flush_feeds(model, feeds, len(frames))):
-        outputs = session.run(None, {"spikes_t": zeros, **feeds})
-        feeds = dict(zip(STATE_NAMES, outputs[1:]))
-    return max(worst, _max_abs(outputs[0], model.backbone_forward(sample).numpy()))
-
-
-def _parity_chunk(model: MambaSpike, session, sample: torch.Tensor) -> float:
-    anytime, state = _torch_stream(model, sample)
-    feeds = state_to_feeds(model.backbone_initial_state(sample.shape[0]))
-    steps = sample.shape[1]
-    # two packets; the first must reach past the warm-up (see the module docstring)
-    cut = min(steps, max(model.config.lookahead + 1, steps // 2))
-    worst = 0.0
-    for lo, hi in ((0, cut), (cut, steps)):
-        if hi <= lo:
-            continue
-        outputs = session.run(None, {"spikes": sample[:, lo:hi].numpy(), **feeds})
-        feeds = dict(zip(STATE_NAMES, outputs[1:]))
-        worst = max(worst, _max_abs(outputs[0], anytime[hi - 1]))
-    for name, value in state_to_feeds(state).items():
-        worst = max(worst, _max_abs(feeds[name], value))
-    pending = _flush_feeds(model, feeds, steps)
-    if pending:
-        zeros = np.zeros((sample.shape[0], pending, *sample.shape[2:]), np.float32)
-        outputs = session.run(None, {"spikes": zeros, **feeds})
-    return max(worst, _max_abs(outputs[0], model.backbone_forward(sample).numpy()))

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from neurodeploy import __version__
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint, save_checkpoint
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.model import MambaSpike
@@ -54,7 +55,7 @@ CONVENTIONS = {
 }
 
 
-class BundleError(ValueError):
+class BundleError(NeurodeployError, ValueError):
     """A bundle that cannot be written or loaded; the message names the file and the way out."""
 
 
@@ -249,6 +250,10 @@ def export(
         say("exporting the backbone to ONNX")
         _export_onnx(model, dt_s, out_dir, frames, parity, timings)
 
+    if "onnx" not in options.artifacts and len(skipped) == len(options.artifacts):
+        reasons = "; ".join(f"{name} not made: {reason}" for name, reason in skipped.items())
+        raise BundleError(f"{out_dir}: none of the requested artifacts ({', '.join(options.artifacts)}) can be made. "
+                          f"{reasons}")
     save_checkpoint(model, out_dir / FILES["model"])
     made = [name for name in FILES.values() if (out_dir / name).is_file() and name not in skipped]
     # a re-export into the same folder must not keep stale artifacts listed
@@ -287,7 +292,8 @@ def _spike_mismatch(reference: dict[str, torch.Tensor], other: dict[str, torch.T
 
 
 def _export_nir(model, dt_s, out_dir, frames, skipped, parity, timings):
-    from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend, write_frontend
+    from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend
+    from neurodeploy.formats.nir_frontend import write_frontend
     from neurodeploy.runtimes.nir import NIRFrontendRuntime
     from neurodeploy.runtimes.torch import TorchFrontendRuntime
 

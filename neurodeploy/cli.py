@@ -1,7 +1,14 @@
 """The `neurodeploy` command line.
 
-Exit codes: 0 success; 1 an error with a message (bad input, a refused bundle); 2 wrong usage
-(click); 3 `verify` found runtimes that disagree beyond their tolerance.
+Exit codes: 0 success; 1 an error with a message (bad input, a refused bundle, a path that does
+not exist or is the wrong kind); 2 wrong usage (click: an unknown option, a malformed value);
+3 `verify` found runtimes that disagree beyond their tolerance.
+
+Errors are handled in one place, `_Cli.invoke`: a `NeurodeployError` (every error the toolkit
+raises on purpose) becomes exit code 1 and its message on stderr, or the JSON object
+`{"error": message, "type": class name}` on stdout under `--json`; anything else is a bug,
+reported as its message plus where to report it, exit code 1. `neurodeploy --debug ...` shows
+the full traceback instead.
 """
 from __future__ import annotations
 
@@ -14,8 +21,56 @@ from typing import Any
 import click
 
 from neurodeploy import __version__
+from neurodeploy.errors import NeurodeployError
 
 EXIT_PARITY = 3
+EXIT_ERROR = 1
+REPORT_BUGS_AT = "the neurodeploy issue tracker (include the command, `neurodeploy --version` and this message)"
+_JSON = "neurodeploy.json"  # ctx.meta keys, shared by the group's context and the command's
+_DEBUG = "neurodeploy.debug"
+
+
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    # eager: noted before the other parameters are checked, so their errors come out as JSON too
+    ctx.meta[_JSON] = bool(value)
+    return value
+
+
+def json_option(help: str = "Machine-readable output.") -> Any:
+    """The `--json` flag of a command; the error handler answers in JSON when it is given."""
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, expose_value=True,
+                        callback=_remember_json, help=help)
+
+
+class _Cli(click.Group):
+    """The group that turns every error of a command into one message and exit code 1 (module docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.BadParameter as err:
+            if not isinstance(err.param.type if err.param else None, click.Path):
+                raise  # wrong usage: click's own message and exit code 2
+            self._exit(ctx, err.format_message(), "PathError")
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except NeurodeployError as err:
+            if ctx.meta.get(_DEBUG):
+                raise
+            self._exit(ctx, str(err), type(err).__name__)
+        except Exception as err:  # noqa: BLE001  (a bug: said as such, with the traceback under --debug)
+            if ctx.meta.get(_DEBUG):
+                raise
+            self._exit(ctx, f"{type(err).__name__}: {err}\nthis is a bug, please report it at {REPORT_BUGS_AT} "
+                       "(run with `neurodeploy --debug ...` for the traceback)", "InternalError")
+
+    @staticmethod
+    def _exit(ctx: click.Context, message: str, kind: str) -> None:
+        if ctx.meta.get(_JSON):
+            click.echo(json.dumps({"error": message, "type": kind}))
+        else:
+            click.echo(f"Error: {message}", err=True)
+        ctx.exit(EXIT_ERROR)
 
 
 def _echo_json(payload: Any) -> None:
@@ -32,19 +87,17 @@ def _sensor_size(value: str | None) -> tuple[int, int] | None:
     return width, height
 
 
-def _fail(err: Exception) -> click.ClickException:
-    return click.ClickException(str(err))
-
-
 def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="neurodeploy")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Deploy Mamba-Spike models: spiking front-end to NIR / Lava, SSM backbone to ONNX,
     streaming inference on DVS events, and spike / energy reports.
 
@@ -56,21 +109,19 @@ def main() -> None:
       neurodeploy verify bundle/ recording.raw
       neurodeploy inspect bundle/
     """
+    ctx.meta[_DEBUG] = debug
 
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="JSON model config, for a bare state_dict file.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Machine-readable output.")
 def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
     """Load CHECKPOINT (own, reference v1/v2 or bare state_dict) and describe the model."""
-    from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, load_checkpoint
+    from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
 
-    try:
-        model, config = load_checkpoint(checkpoint, config=config_path)
-    except CheckpointError as err:
-        raise _fail(err) from None
+    model, config = load_checkpoint(checkpoint, config=config_path)
     n_params = sum(p.numel() for p in model.parameters())
     payload = {"checkpoint": checkpoint, "config": dataclasses.asdict(config), "parameters": n_params}
     if as_json:
@@ -93,7 +144,7 @@ def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
 @click.option("--artifacts", default="nir,netx,onnx", show_default=True,
               help="Comma-separated subset of nir, netx, onnx.")
 @click.option("--netx-weight-scale", type=float, default=None, help="Fixed weight scale for netx quantization.")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@json_option("Print the manifest as JSON.")
 def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | None, pool_rewrite: str | None,
            artifacts: str, netx_weight_scale: float | None, as_json: bool) -> None:
     """Export CHECKPOINT to a deployment bundle folder.
@@ -105,22 +156,19 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
       neurodeploy export weights.pt --config config.json -o bundle/ --artifacts nir,onnx
     """
     from neurodeploy import bundle as bundle_mod
-    from neurodeploy.model.mamba_spike.checkpoint import CheckpointError, checkpoint_metadata
+    from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
 
     if dt_us is None:
         saved = checkpoint_metadata(checkpoint).get("dt_us") if checkpoint.endswith(".safetensors") else None
         dt_us = int(saved) if saved else 1000
     console = _stderr_console()
-    try:
-        options = bundle_mod.ExportOptions(
-            dt_us=dt_us, artifacts=tuple(a.strip() for a in artifacts.split(",") if a.strip()),
-            pool_rewrite=pool_rewrite, netx_weight_scale=netx_weight_scale,
-        )
-        with console.status("exporting") as status:
-            result = bundle_mod.export(checkpoint, out_dir, options, config=config_path,
-                                       progress=lambda message: status.update(message))
-    except (CheckpointError, bundle_mod.BundleError, ValueError) as err:
-        raise _fail(err) from None
+    options = bundle_mod.ExportOptions(
+        dt_us=dt_us, artifacts=tuple(a.strip() for a in artifacts.split(",") if a.strip()),
+        pool_rewrite=pool_rewrite, netx_weight_scale=netx_weight_scale,
+    )
+    with console.status("exporting") as status:
+        result = bundle_mod.export(checkpoint, out_dir, options, config=config_path,
+                                   progress=lambda message: status.update(message))
     manifest = result.manifest
     if as_json:
         _echo_json(manifest)
@@ -134,29 +182,6 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
         click.echo(f"  parity {key}: {value}")
     if manifest.get("pool_rewrite"):
         click.echo(f"  APPROXIMATION: {manifest['pool_rewrite']['summary']}")
-
-
-def _open_stream(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None,
-                 window_us: int | None, follow: bool, realtime: bool, replay_factor: float, overflow: str,
-                 queue_packets: int, sensor_size: str | None, event_format: str | None, idle_timeout: float):
-    from neurodeploy.bundle import load_bundle
-    from neurodeploy.sources import labels_beside, open_source, read_label_file
-    from neurodeploy.stream import StreamOptions, StreamRun
-
-    bundle = load_bundle(bundle_dir)
-    opened = open_source(source, sensor_size=_sensor_size(sensor_size), follow=follow, format=event_format,
-                         idle_timeout_s=idle_timeout)
-    c = bundle.config
-    if opened.sensor_size != (c.input_width, c.input_height):
-        raise ValueError(f"{source}: sensor size {opened.sensor_size[0]}x{opened.sensor_size[1]}, but the model "
-                         f"expects {c.input_width}x{c.input_height}; crop or resize the events first")
-    label_path = labels or (None if window_us else labels_beside(source))
-    segments = read_label_file(label_path) if label_path else None
-    options = StreamOptions(dt_us=bundle.dt_us, window_us=window_us, labels=segments, realtime=realtime,
-                            replay_factor=replay_factor, overflow=overflow, queue_packets=queue_packets)
-    run = StreamRun(bundle.frontend_runtime(frontend), bundle.backbone_runtime(backbone), opened.packets,
-                    opened.sensor_size, options, live=opened.live)
-    return run, label_path
 
 
 _stream_options = [
@@ -188,7 +213,7 @@ def _with_stream_options(fn):
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
 @click.argument("source")
 @_with_stream_options
-@click.option("--json", "as_json", is_flag=True, help="Per-sample results and the summary as JSON.")
+@json_option("Per-sample results and the summary as JSON.")
 def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str | None, window_us: int | None,
         follow: bool, realtime: bool, replay_factor: float, overflow: str, queue_packets: int,
         sensor_size: str | None, event_format: str | None, idle_timeout: float, as_json: bool) -> None:
@@ -204,15 +229,14 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
       neurodeploy run bundle/ tcp://127.0.0.1:7777 --overflow drop_oldest
       cat events.csv | neurodeploy run bundle/ - --sensor-size 34x34
     """
-    from neurodeploy.bundle import BundleError
-    from neurodeploy.events.errors import EventFileError
+    from neurodeploy.stream import stream as open_stream
 
-    try:
-        stream, label_path = _open_stream(bundle_dir, source, frontend, backbone, labels, window_us, follow,
-                                          realtime, replay_factor, overflow, queue_packets, sensor_size,
-                                          event_format, idle_timeout)
-        results = []
-        console = _stderr_console()
+    results = []
+    console = _stderr_console()
+    with open_stream(bundle_dir, source, frontend=frontend, backbone=backbone, sensor_size=_sensor_size(sensor_size),
+                     follow=follow, format=event_format, idle_timeout_s=idle_timeout, labels=labels,
+                     window_us=window_us, realtime=realtime, replay_factor=replay_factor, overflow=overflow,
+                     queue_packets=queue_packets) as stream:
         for result in stream:
             results.append(result)
             if not as_json:
@@ -222,8 +246,7 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
                            f"spikes {sum(result.spikes_per_layer.values()):8d}{mark}")
             else:
                 console.print(f"sample {result.index} done", end="\r")
-    except (BundleError, EventFileError, ValueError, FileNotFoundError, RuntimeError) as err:
-        raise _fail(err) from None
+    label_path = stream.labels_path
     summary = stream.summary()
     summary.update(frontend=frontend, backbone=backbone, labels=str(label_path) if label_path else None)
     if as_json:
@@ -243,7 +266,7 @@ def run(bundle_dir: str, source: str, frontend: str, backbone: str, labels: str 
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def inspect(path: str, as_json: bool) -> None:
     """Describe a bundle folder, a NIR file, an ONNX file, a checkpoint or an event file.
 
@@ -255,14 +278,66 @@ def inspect(path: str, as_json: bool) -> None:
     """
     from neurodeploy.inspection import describe
 
-    try:
-        payload = describe(Path(path))
-    except Exception as err:  # noqa: BLE001  (every reader's error is the user's answer here)
-        raise _fail(err) from None
+    payload = describe(Path(path))
     if as_json:
         _echo_json(payload)
         return
     _print_tree(payload)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--target", "targets", multiple=True, help="Check only this target (repeatable): loihi, loihi2, speck, "
+              "xylo, spinnaker2, host. Default: all.")
+@click.option("--limits", "limits_file", type=click.Path(exists=True, dir_okay=False),
+              help="Your own limits file (the format of neurodeploy/hardware/limits.json).")
+@click.option("--json", "as_json", is_flag=True)
+def targets(path: str, targets: tuple[str, ...], limits_file: str | None, as_json: bool) -> None:
+    """Which chips the spiking front-end of PATH (a bundle or a .nir file) fits, layer by layer.
+
+    For each target: fits or not, per layer, with the reason (neuron model, pooling, kernel,
+    stride, channels, neuron / synapse / kernel memory against the chip's published limits,
+    weight precision, input encoding) and what to change. For integrate-and-fire front-ends
+    the Speck 8-bit software model runs (sinabs) and reports spike agreement per layer.
+
+    \b
+    Examples:
+      neurodeploy targets bundle/
+      neurodeploy targets bundle/ --target speck --json
+    """
+    from neurodeploy.targets import targets_report
+
+    payload = targets_report(path, targets, limits_file=limits_file)
+    if as_json:
+        _echo_json(payload)
+        return
+    click.echo(f"{path}: limits table {payload['limits_version']}")
+    for verdict in payload["targets"]:
+        cores = verdict["figures"].get("cores_used")
+        where = f" on {cores} of {verdict['figures']['cores']} cores" if cores is not None and "cores" in verdict["figures"] else ""
+        word = ("fits" + where) if verdict["fits"] else (
+            f"does not fit as is (geometry and memory fit{where}; change what is listed)" if verdict["memory_fits"] else "does not fit")
+        click.echo(f"\n{verdict['name']} [{verdict['target']}]: {word}  ({verdict['path']})")
+        for reason in verdict["reasons"]:
+            click.echo(f"  - {reason}")
+        for layer in verdict["layers"]:
+            click.echo(f"  {layer['layer']}: {'ok' if layer['fits'] else 'no'}")
+            for reason in layer["reasons"]:
+                click.echo(f"    - {reason}")
+            for note in layer["notes"]:
+                click.echo(f"    . {note}")
+        for change in verdict["changes"]:
+            click.echo(f"  to fit: {change}")
+    speck = payload.get("speck_software")
+    if speck:
+        if not speck["ran"]:
+            click.echo(f"\nSpeck software model: not run: {speck['reason']}")
+        else:
+            click.echo(f"\nSpeck software model (sinabs, 8-bit) on {speck['data']}: spike agreement with the float front-end")
+            for a in speck["layers"]:
+                loud = "  SILENT" if a["silent"] else ""
+                click.echo(f"  {a['layer']}: float {a['float_agreement']:.2%}, 8-bit {a['quantised_agreement']:.2%} "
+                           f"(spikes {a['reference_spikes']:,} -> {a['quantised_spikes']:,}, floor {a['membrane_floor']:.3g}){loud}")
 
 
 def _print_tree(payload: dict, indent: int = 0) -> None:
@@ -284,7 +359,7 @@ def _print_tree(payload: dict, indent: int = 0) -> None:
 @click.option("--samples", type=int, default=2, show_default=True, help="Synthetic samples when no EVENTS given.")
 @click.option("--steps", type=int, default=20, show_default=True, help="Time steps per sample checked.")
 @click.option("--lava/--no-lava", default=False, show_default=True, help="Include the Lava runtime (slow).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: bool, as_json: bool) -> None:
     """Run every runtime of BUNDLE on the same events and report parity per layer.
 
@@ -295,14 +370,11 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
       neurodeploy verify bundle/
       neurodeploy verify bundle/ recording.aedat4 --steps 100 --lava
     """
-    from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.bundle import load_bundle
     from neurodeploy.verification import verify_bundle
 
-    try:
-        bundle = load_bundle(bundle_dir)
-        outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava)
-    except (BundleError, ValueError, FileNotFoundError) as err:
-        raise _fail(err) from None
+    bundle = load_bundle(bundle_dir)
+    outcome = verify_bundle(bundle, events, samples=samples, steps=steps, include_lava=lava)
     if as_json:
         _echo_json(outcome)
     else:
@@ -316,7 +388,7 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 @click.option("--steps", type=int, default=300, show_default=True, help="Steps timed at batch 1.")
 @click.option("--batch", type=int, default=32, show_default=True, help="Batch for the throughput figure.")
 @click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool) -> None:
     """Latency (batch 1, per step) and throughput (batch offline) of a BUNDLE's runtimes.
 
@@ -324,13 +396,10 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
     Example:
       neurodeploy bench bundle/ --steps 1000
     """
-    from neurodeploy.bundle import BundleError, load_bundle
+    from neurodeploy.bundle import load_bundle
     from neurodeploy.verification import bench_bundle
 
-    try:
-        outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
-    except (BundleError, ValueError) as err:
-        raise _fail(err) from None
+    outcome = bench_bundle(load_bundle(bundle_dir), steps=steps, batch=batch, frontend=frontend)
     if as_json:
         _echo_json(outcome)
     else:
@@ -351,7 +420,7 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
 @click.option("--max-samples", type=int, default=16, show_default=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of Markdown.")
+@json_option("Print the report as JSON instead of Markdown.")
 def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: bool, host: str,
            devices_file: str | None, frontend: str, window_us: int | None, max_samples: int, out_dir: str,
            as_json: bool) -> None:
@@ -365,22 +434,19 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
       neurodeploy report bundle/ rec.npz --target loihi --host cpu
       neurodeploy report bundle/ rec.npz --compare-all --host arm -o out/
     """
-    from neurodeploy.bundle import BundleError, load_bundle
-    from neurodeploy.report import ReportError, build_report, load_devices, write_report
+    from neurodeploy.bundle import load_bundle
+    from neurodeploy.report import build_report, load_devices, write_report
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
 
-    try:
-        bundle = load_bundle(bundle_dir)
-        if compare_all:
-            table = load_devices(devices_file)
-            targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
-        frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples)
-        record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6, name=frontend)
-        result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
-                              dt_s=bundle.dt_us / 1e6)
-        paths = write_report(result, out_dir)
-    except (BundleError, ReportError, ValueError, FileNotFoundError) as err:
-        raise _fail(err) from None
+    bundle = load_bundle(bundle_dir)
+    if compare_all:
+        table = load_devices(devices_file)
+        targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
+    frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples)
+    record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6, name=frontend)
+    result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
+                          dt_s=bundle.dt_us / 1e6)
+    paths = write_report(result, out_dir)
     if as_json:
         _echo_json({"inputs": description, "report": result.to_dict(), "files": {k: str(v) for k, v in paths.items()}})
         return
@@ -395,7 +461,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
 @click.option("--lava", is_flag=True, help="Also run the front-end on Lava (bit-accurate Loihi simulation; slow).")
 @click.option("--live", is_flag=True, help="Replay the recording in real time as a live source.")
 @click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bool) -> None:
     """Export the shipped model, stream the shipped recording through it, and write the energy report.
 
@@ -418,8 +484,6 @@ def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bo
     try:
         outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, live=live,
                            echo=None if as_json else click.echo)
-    except Exception as err:  # noqa: BLE001  (the demo reports any failure as one message)
-        raise _fail(err) from None
     finally:
         if holder is not None and as_json:
             holder.cleanup()
@@ -466,7 +530,7 @@ def train(out_path: str, epochs: int, n_train: int, n_test: int, seed: int, init
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Integer labels (.npy) for a .npy batch; class folders label themselves.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Per-image results and the summary as JSON.")
+@json_option("Per-image results and the summary as JSON.")
 def classify(checkpoint: str, images: str, config_path: str | None, family: str | None, onnx_path: str | None,
              labels: str | None, batch_size: int, as_json: bool) -> None:
     """Classify an image folder or a .npy batch with an image model (Vision Mamba); with labels, the accuracy.
@@ -476,16 +540,12 @@ def classify(checkpoint: str, images: str, config_path: str | None, family: str 
       neurodeploy classify vim_checkpoint.pth val_images/            # val_images/<class>/<image>
       neurodeploy classify vim.pth batch.npy --labels labels.npy --onnx vim.onnx
     """
-    from neurodeploy.errors import NeurodeployError
     from neurodeploy.image_classification import classify_images
     from neurodeploy.model.registry import load_model
 
-    try:
-        loaded = load_model(checkpoint, config_path, family=family)
-        result = classify_images(loaded, images, runtime="onnx" if onnx_path else "torch", onnx_path=onnx_path,
-                                 labels=labels, batch_size=batch_size)
-    except NeurodeployError as err:
-        raise _fail(err) from None
+    loaded = load_model(checkpoint, config_path, family=family)
+    result = classify_images(loaded, images, runtime="onnx" if onnx_path else "torch", onnx_path=onnx_path,
+                             labels=labels, batch_size=batch_size)
     payload = result.to_dict()
     if as_json:
         _echo_json({**payload, "notes": list(loaded.notes)})

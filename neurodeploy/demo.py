@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.errors import MissingFileError
+
 ASSET_CHECKPOINT = "mamba_spike_synthetic.safetensors"
 ASSET_RECORDING = "synthetic_test_10.npz"
 
@@ -19,17 +21,17 @@ ASSET_RECORDING = "synthetic_test_10.npz"
 def asset_path(name: str) -> Path:
     path = Path(str(resources.files("neurodeploy") / "assets" / name))
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: shipped asset missing; reinstall neurodeploy (see neurodeploy/assets/README.md)")
+        raise MissingFileError(f"{path}: shipped asset missing; reinstall neurodeploy (see neurodeploy/assets/README.md)")
     return path
 
 
 def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     from neurodeploy.bundle import ExportOptions, export
+    from neurodeploy.events.labels import labels_path_for, read_label_file
     from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
     from neurodeploy.report import build_report, write_report
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
-    from neurodeploy.sources import read_label_file
     from neurodeploy.stream import stream
 
     say = echo or (lambda line: None)
@@ -43,21 +45,12 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
     for name, entry in bundle.manifest["artifacts"].items():
         say(f"  {name:22s} {entry['bytes']:>9,d} bytes")
 
-    labels = read_label_file(f"{recording}.labels.csv")
-    runtime_options: dict[str, Any] = {}
-    if frontend == "lava":
-        longest = max(-(-(s.t_end_us - s.t_start_us) // dt_us) for s in labels)
-        runtime_options["steps_per_sample"] = longest
+    labels = read_label_file(labels_path_for(recording))
     say(f"streaming {recording.name} ({len(labels)} labelled samples, {dt_us} us bins) through "
         f"{frontend} front-end + onnxruntime backbone" + (" in real time" if live else ""))
-    with bundle.frontend_runtime(frontend, **runtime_options) as frontend_runtime:
-        from neurodeploy.events import open as open_events
-        from neurodeploy.stream import StreamOptions, StreamRun
-
-        source = open_events(recording)
-        run = StreamRun(frontend_runtime, bundle.backbone_runtime("onnxruntime"), source, source.sensor_size,
-                        StreamOptions(dt_us=dt_us, labels=labels, realtime=live), live=live)
-        results = []
+    results = []
+    with stream(bundle, recording, frontend=frontend, backbone="onnxruntime", labels=labels, realtime=live,
+                live=live) as run:
         for r in run:
             results.append(r)
             say(f"  sample {r.index}: predicted {r.prediction}, label {r.label} {'ok' if r.correct else 'WRONG'}, "

@@ -20,3 +20,7 @@ class UnsupportedCapabilityError(NeurodeployError):
         self.capability = capability
         self.reason = reason
         super().__init__(f"{family}: {capability} is not supported: {reason}")
+
+
+class MissingFileError(NeurodeployError, FileNotFoundError):
+    """A file or folder the user named does not exist (the message names it and how to make it)."""

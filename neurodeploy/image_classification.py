@@ -62,7 +62,7 @@ class ImageResults:
 def _onnx_session(path: Path, loaded: LoadedModel):
     import onnxruntime
 
-    from neurodeploy.exporters.onnx import read_metadata
+    from neurodeploy.formats.onnx_backbone import read_metadata
 
     if not path.is_file():
         raise ImageClassificationError(f"{path}: no such ONNX file; export the model first")

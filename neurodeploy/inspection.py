@@ -38,7 +38,7 @@ def _bundle(path: Path) -> dict[str, Any]:
 
 
 def _nir(path: Path) -> dict[str, Any]:
-    from neurodeploy.exporters.nir import read_frontend
+    from neurodeploy.formats.nir_frontend import read_frontend
 
     graph = read_frontend(path)
     nodes = []

@@ -20,13 +20,15 @@ import re
 import sys
 from types import ModuleType
 
+from neurodeploy.errors import NeurodeployError
+
 EXPECTED_LAVA_NC = "0.10.0"
 _TARGET = "lava.magma.compiler.var_model"
 _MUTABLE_DEFAULT = re.compile(r"^(\s+\w+: ByteEncoder) = ByteEncoder\(\)\s*$", re.MULTILINE)
 _EXPECTED_REWRITES = 8
 
 
-class LavaCompatError(RuntimeError):
+class LavaCompatError(NeurodeployError, RuntimeError):
     """The installed Lava is not the one this shim knows how to fix."""
 
 

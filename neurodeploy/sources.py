@@ -16,7 +16,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from neurodeploy.events.synthetic import LabelSegment, read_labels
+from neurodeploy.errors import MissingFileError, NeurodeployError
+
+
+class SourceError(NeurodeployError, ValueError):
+    """An event source address that cannot be opened as written; the message says the form expected."""
 
 
 @dataclass(frozen=True)
@@ -39,51 +43,24 @@ def open_source(spec: str, *, sensor_size: tuple[int, int] | None = None, follow
         url = urlparse(spec)
         if url.scheme == "tcp":
             if not url.hostname or not url.port:
-                raise ValueError(f"{spec}: expected tcp://HOST:PORT")
+                raise SourceError(f"{spec}: expected tcp://HOST:PORT")
             source = live.dv_network_source(url.hostname, url.port, sensor_size=sensor_size)
         elif url.scheme == "unix":
             path = url.path or url.netloc
             source = live.dv_network_source(socket_path=path, sensor_size=sensor_size)
         elif url.scheme == "udp":
             if not url.hostname or not url.port:
-                raise ValueError(f"{spec}: expected udp://HOST:PORT")
+                raise SourceError(f"{spec}: expected udp://HOST:PORT")
             if sensor_size is None:
-                raise ValueError(f"{spec}: UDP datagrams carry no sensor size; pass --sensor-size WIDTHxHEIGHT")
+                raise SourceError(f"{spec}: UDP datagrams carry no sensor size; pass --sensor-size WIDTHxHEIGHT")
             source = live.udp_source(url.hostname, url.port, sensor_size, idle_timeout_s=idle_timeout_s)
         else:
-            raise ValueError(f"{spec}: unknown scheme {url.scheme!r}; use tcp://, unix://, udp://, a file path or -")
+            raise SourceError(f"{spec}: unknown scheme {url.scheme!r}; use tcp://, unix://, udp://, a file path or -")
         return OpenedSource(source, tuple(source.sensor_size), True, spec)
     if not Path(spec).exists() and not follow:
-        raise FileNotFoundError(f"{spec}: no such event file")
+        raise MissingFileError(f"{spec}: no such event file")
     if follow:
         source = live.follow_file(spec, sensor_size, format=format, idle_timeout_s=idle_timeout_s)
         return OpenedSource(source, tuple(source.sensor_size), True, spec)
     source = readers.open(spec, sensor_size, format=format)
     return OpenedSource(source, tuple(source.sensor_size), False, spec)
-
-
-def labels_beside(spec: str) -> Path | None:
-    """`<file>.labels.csv` next to an event file (as `write_labelled_recording` writes it)."""
-    if spec == "-" or "://" in spec:
-        return None
-    path = Path(f"{spec}.labels.csv")
-    return path if path.is_file() else None
-
-
-def read_label_file(path: str | Path) -> tuple[LabelSegment, ...]:
-    """A CSV of `t_start_us,t_end_us,label` rows (header line first)."""
-    path = Path(path)
-    name = str(path)
-    if name.endswith(".labels.csv"):
-        segments = read_labels(name[: -len(".labels.csv")])
-    else:
-        rows = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-        segments = [LabelSegment(int(a), int(b), int(c)) for a, b, c in rows]
-    for i, (a, b) in enumerate(zip(segments, segments[1:])):
-        if b.t_start_us < a.t_end_us:
-            raise ValueError(f"{path}: segment {i + 1} starts at {b.t_start_us} us, before segment {i} ends "
-                             f"({a.t_end_us} us); labelled samples must not overlap")
-    for i, s in enumerate(segments):
-        if s.t_end_us <= s.t_start_us:
-            raise ValueError(f"{path}: segment {i} ends ({s.t_end_us} us) before it starts ({s.t_start_us} us)")
-    return tuple(segments)

@@ -25,20 +25,28 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from neurodeploy.events.binning import to_frames_dt
-from neurodeploy.events.synthetic import LabelSegment
-from neurodeploy.events.types import EVENT_DTYPE
+from neurodeploy.bundle import Bundle, load_bundle
+from neurodeploy.errors import NeurodeployError
+from neurodeploy.events.binning import FrameBinner, to_frames_dt
+from neurodeploy.events.labels import LabelSegment, labels_beside, read_label_file
 from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
+from neurodeploy.sources import open_source
 
 Overflow = Literal["block", "drop_oldest"]
+EventTransform = Callable[[np.ndarray], np.ndarray]
 _END = object()
+
+
+class StreamError(NeurodeployError, ValueError):
+    """A stream that cannot be opened as asked (sensor size, options); the message names the way out."""
 
 
 @dataclass(frozen=True)
@@ -54,17 +62,17 @@ class StreamOptions:
 
     def __post_init__(self) -> None:
         if self.dt_us <= 0:
-            raise ValueError(f"dt_us = {self.dt_us}; expected a positive number of microseconds")
+            raise StreamError(f"dt_us = {self.dt_us}; expected a positive number of microseconds")
         if self.window_us is not None and self.window_us <= 0:
-            raise ValueError(f"window_us = {self.window_us}; expected a positive number of microseconds")
+            raise StreamError(f"window_us = {self.window_us}; expected a positive number of microseconds")
         if self.window_us is not None and self.labels is not None:
-            raise ValueError("give either labels or window_us to delimit samples, not both")
+            raise StreamError("give either labels or window_us to delimit samples, not both")
         if self.overflow not in ("block", "drop_oldest"):
-            raise ValueError(f"overflow = {self.overflow!r}; expected 'block' or 'drop_oldest'")
+            raise StreamError(f"overflow = {self.overflow!r}; expected 'block' or 'drop_oldest'")
         if self.replay_factor <= 0:
-            raise ValueError(f"replay_factor = {self.replay_factor}; expected > 0")
+            raise StreamError(f"replay_factor = {self.replay_factor}; expected > 0")
         if self.queue_packets < 1:
-            raise ValueError(f"queue_packets = {self.queue_packets}; expected >= 1")
+            raise StreamError(f"queue_packets = {self.queue_packets}; expected >= 1")
 
 
 @dataclass(frozen=True)
@@ -207,6 +215,7 @@ class StreamRun:
         options: StreamOptions,
         *,
         live: bool = False,
+        labels_path: Path | None = None,
     ):
         self.frontend = frontend
         self.backbone = backbone
@@ -214,8 +223,20 @@ class StreamRun:
         self.sensor_size = tuple(sensor_size)
         self.options = options
         self.live = live
+        self.labels_path = labels_path  # the labels file the samples were cut by, if any
         self.stats = StreamStats()
         self.results: list[SampleResult] = []
+
+    def close(self) -> None:
+        """Release the runtimes (Lava stops its processes)."""
+        self.frontend.close()
+        self.backbone.close()
+
+    def __enter__(self) -> StreamRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # -- packets in ---------------------------------------------------------------------
     def _packets(self) -> Iterator[tuple[float, np.ndarray]]:
@@ -310,29 +331,19 @@ class StreamRun:
         batch = 1
         self.frontend.reset(batch)
         self.backbone.reset(batch)
-        return _Sample(index=len(self.results), start=start, end=end, label=label)
+        binner = FrameBinner(self.sensor_size, self.options.dt_us, t_start=start, dtype=np.float32)
+        return _Sample(index=len(self.results), start=start, end=end, label=label, binner=binner)
 
     def _feed(self, sample: _Sample, events: np.ndarray, arrival: float) -> None:
-        dt = self.options.dt_us
         sample.n_events += len(events)
-        sample.pending.append(events)
-        last_t = int(events["t"][-1])
-        sample.last_t = last_t
-        complete = (last_t - sample.start) // dt  # bins that end at or before last_t
-        if complete > sample.steps:
-            self._run_bins(sample, complete, arrival)
+        sample.last_t = int(events["t"][-1])
+        # the bins that end at or before the last event are complete
+        self._run_frames(sample, sample.binner.push(events), arrival)
 
-    def _run_bins(self, sample: _Sample, upto: int, arrival: float | None) -> None:
-        dt = self.options.dt_us
-        events = np.concatenate(sample.pending) if sample.pending else np.zeros(0, EVENT_DTYPE)
-        end_t = sample.start + upto * dt
-        done = events["t"] < end_t
-        frames = to_frames_dt(events[done], self.sensor_size, dt, t_start=sample.start + sample.steps * dt,
-                              n_bins=upto - sample.steps, dtype=np.float32)
-        sample.pending = [events[~done]]
+    def _run_frames(self, sample: _Sample, frames: np.ndarray, arrival: float | None) -> None:
         for frame in frames:
             self._step(sample, torch.from_numpy(frame).unsqueeze(0))
-        if arrival is not None and self.live:
+        if len(frames) and arrival is not None and self.live:
             self.stats.decision_latency_us.append((time.perf_counter() - arrival) * 1e6)
 
     @torch.no_grad()
@@ -360,7 +371,7 @@ class StreamRun:
             # open-ended (the whole stream): up to the bin of the last event, the last one partial
             n_bins = max(sample.steps, (sample.last_t - sample.start) // dt + 1, 1)
         if n_bins > sample.steps:
-            self._run_bins(sample, n_bins, None)
+            self._run_frames(sample, sample.binner.advance_to(sample.start + n_bins * dt), None)
         t = time.perf_counter()
         rest = self.frontend.flush()  # spikes still in a pipelined front-end: (1, n, C, H, W)
         for k in range(rest.shape[1]):
@@ -397,10 +408,10 @@ class _Sample:
     start: int
     end: int | None
     label: int | None
+    binner: FrameBinner
     steps: int = 0
     n_events: int = 0
     last_t: int = 0
-    pending: list[np.ndarray] = field(default_factory=list)
     anytime: list[int] = field(default_factory=list)
     latency_us: list[float] = field(default_factory=list)
 
@@ -412,33 +423,91 @@ def offline_frames(events: np.ndarray, sensor_size: tuple[int, int], dt_us: int,
     return to_frames_dt(inside, sensor_size, dt_us, t_start=start, n_bins=n_bins, dtype=np.float32)
 
 
-def stream(bundle: Any, source: str | Iterable[np.ndarray], *, frontend: str = "nir", backbone: str = "onnxruntime",
-           sensor_size: tuple[int, int] | None = None, follow: bool = False, **options: Any) -> StreamRun:
-    """The Python API of `neurodeploy run`: iterate the returned run for per-sample results.
+def check_sensor_size(bundle: Bundle, sensor_size: tuple[int, int], source: str) -> None:
+    """Refuse events whose sensor size is not the model's input size, naming both."""
+    c = bundle.config
+    if tuple(sensor_size) != (c.input_width, c.input_height):
+        raise StreamError(f"{source}: sensor size {sensor_size[0]}x{sensor_size[1]}, but the model expects "
+                          f"{c.input_width}x{c.input_height}; crop or resize the events first")
 
-    `bundle` is a Bundle or a bundle folder; `source` an event file path / `-` / address
-    (see neurodeploy.sources) or an iterable of event packets (then `sensor_size` is needed).
-    `options` are StreamOptions fields; `dt_us` defaults to the bundle's.
+
+def _sensor_size_after(transforms: Sequence[EventTransform], sensor_size: tuple[int, int]) -> tuple[int, int]:
+    # a transform that changes the geometry (a crop, a downscale) gives its output size through an
+    # `output_sensor_size(sensor_size)` method; every other transform keeps the sensor size
+    for transform in transforms:
+        resize = getattr(transform, "output_sensor_size", None)
+        if resize is not None:
+            sensor_size = tuple(resize(sensor_size))
+    return sensor_size
+
+
+def _transformed(packets: Iterable[np.ndarray], transforms: Sequence[EventTransform]) -> Iterator[np.ndarray]:
+    for packet in packets:
+        for transform in transforms:
+            packet = transform(packet)
+        yield packet
+
+
+def _steps_per_sample(dt_us: int, labels: tuple[LabelSegment, ...] | None, window_us: int | None) -> int | None:
+    """The longest sample in bins, when the samples are delimited (the pipelined Lava runtime needs it)."""
+    if labels:
+        return max(-(-(s.t_end_us - s.t_start_us) // dt_us) for s in labels)
+    if window_us:
+        return -(-window_us // dt_us)
+    return None
+
+
+def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray], *, frontend: str = "nir",
+           backbone: str = "onnxruntime", sensor_size: tuple[int, int] | None = None, follow: bool = False,
+           format: str | None = None, idle_timeout_s: float = 2.0,
+           labels: str | Path | Sequence[LabelSegment] | None = None, window_us: int | None = None,
+           transforms: Sequence[EventTransform] = (), live: bool | None = None,
+           steps_per_sample: int | None = None, **options: Any) -> StreamRun:
+    """Open a stream: the one way in, for `neurodeploy run`, `neurodeploy demo` and `neurodeploy.stream()`.
+
+    1. `bundle`: a Bundle or a bundle folder (loaded and checked).
+    2. `source`: an event file path, `-` or an address (see neurodeploy.sources), or an
+       iterable of event packets (then `sensor_size` is needed).
+    3. `transforms`: callables events -> events applied to every packet, in order.
+    4. The sensor size (after the transforms) must be the model's input size.
+    5. Samples: `labels` (a labels file or segments), else `window_us`, else the labels file
+       beside an event file (`<file>.labels.csv`), else the whole stream is one sample.
+    6. The runtimes: `frontend` (torch | nir | lava) and `backbone` (onnxruntime | torch); Lava
+       lays samples out on its clock and gets the longest sample's length (`steps_per_sample`,
+       by default from the labels or the window).
+    `live`: read the source on a thread through a bounded queue (default: as the source says;
+    True replays a file as a live source). `options` are further StreamOptions fields;
+    `dt_us` defaults to the bundle's. Iterate the returned run for per-sample results; close
+    it (or use `with`) to release the runtimes.
     """
-    from neurodeploy.bundle import Bundle, load_bundle
-    from neurodeploy.sources import labels_beside, open_source, read_label_file
-
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     options.setdefault("dt_us", bundle.dt_us)
-    if isinstance(source, str):
-        opened = open_source(source, sensor_size=sensor_size, follow=follow)
-        packets, size, live = opened.packets, opened.sensor_size, opened.live
-        if options.get("labels") is None and options.get("window_us") is None and labels_beside(source):
-            options["labels"] = read_label_file(labels_beside(source))
+    if isinstance(source, (str, Path)):
+        opened = open_source(str(source), sensor_size=sensor_size, follow=follow, format=format,
+                             idle_timeout_s=idle_timeout_s)
+        packets, size, source_live, name = opened.packets, opened.sensor_size, opened.live, str(source)
     else:
         if sensor_size is None:
-            raise ValueError("a packet iterable carries no sensor size: pass sensor_size=(width, height)")
-        packets, size, live = source, tuple(sensor_size), False
-    if isinstance(options.get("labels"), list):
-        options["labels"] = tuple(options["labels"])
-    return StreamRun(bundle.frontend_runtime(frontend), bundle.backbone_runtime(backbone), packets, size,
-                     StreamOptions(**options), live=live)
+            raise StreamError("a packet iterable carries no sensor size: pass sensor_size=(width, height)")
+        packets, size, source_live, name = source, tuple(sensor_size), False, "<packets>"
+    if transforms:
+        packets, size = _transformed(packets, transforms), _sensor_size_after(transforms, size)
+    check_sensor_size(bundle, size, name)
+
+    labels_path = None
+    if labels is None and window_us is None and isinstance(source, (str, Path)):
+        labels = labels_beside(source)
+    if isinstance(labels, (str, Path)):
+        labels_path, labels = Path(labels), read_label_file(labels)
+    segments = tuple(labels) if labels is not None else None
+    if steps_per_sample is None:
+        steps_per_sample = _steps_per_sample(options["dt_us"], segments, window_us)
+    stream_options = StreamOptions(labels=segments, window_us=window_us, **options)
+    runtime_options = {} if steps_per_sample is None else {"steps_per_sample": steps_per_sample}
+    return StreamRun(bundle.frontend_runtime(frontend, **runtime_options), bundle.backbone_runtime(backbone),
+                     packets, size, stream_options, live=source_live if live is None else live,
+                     labels_path=labels_path)
 
 
 class _CallableModule(types.ModuleType):

@@ -98,7 +98,7 @@ def bin_labelled_recording(path: str | Path, dt_us: int, n_bins: int) -> FrameDa
     """A recording written by `write_labelled_recording` -> one binned sample per label segment,
     each binned from its segment's start (as during training)."""
     from neurodeploy.events import load
-    from neurodeploy.events.synthetic import read_labels
+    from neurodeploy.events.labels import read_labels
 
     recording = load(path)
     segments = read_labels(path)

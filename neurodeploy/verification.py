@@ -29,14 +29,14 @@ def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, 
         return torch.poisson(torch.full(shape, 0.1), generator=generator), f"synthetic Poisson counts, seed {seed}"
     from neurodeploy.events import load
     from neurodeploy.events.binning import to_frames_dt
+    from neurodeploy.stream import StreamError, check_sensor_size
 
     recording = load(events)
-    if recording.sensor_size != (c.input_width, c.input_height):
-        raise ValueError(f"{events}: sensor size {recording.sensor_size}, the model expects {(c.input_width, c.input_height)}")
+    check_sensor_size(bundle, recording.sensor_size, events)
     frames = to_frames_dt(recording.events, recording.sensor_size, bundle.dt_us, dtype=np.float32)
     usable = (frames.shape[0] // steps) * steps
     if usable == 0:
-        raise ValueError(f"{events}: {frames.shape[0]} bins of {bundle.dt_us} us, fewer than --steps {steps}")
+        raise StreamError(f"{events}: {frames.shape[0]} bins of {bundle.dt_us} us, fewer than --steps {steps}")
     windows = torch.from_numpy(frames[:usable]).reshape(-1, steps, *frames.shape[1:])[:samples]
     return windows, f"{events}: {windows.shape[0]} windows of {steps} bins"
 

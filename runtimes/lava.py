@@ -8,7 +8,7 @@
 Network: an `Injector` feeds each frame (graded event counts) into the first synapse, one
 `Extractor` per LIF layer reads its spikes every step. In fixed point the network is the netx
 file itself (`lava.lib.dl.netx.hdf5.Network`, `Loihi2SimCfg(select_tag="fixed_pt")`); in
-floating point it is built from `neurodeploy.exporters.netx.lava_layers(graph)` as
+floating point it is built from `neurodeploy.runtimes.lava_layers.lava_layers(graph)` as
 `lava.proc.conv` Conv + `lava.proc.lif` LIF processes (du = 1, dv = 1 - beta, vth, bias), with
 a 1x1 Conv from a layer's spikes back into its own input for recurrent models.
 
@@ -56,7 +56,7 @@ import nir
 import numpy as np
 import torch
 
-from neurodeploy.exporters.netx import LavaLayer, LavaMappingError, lava_layers
+from neurodeploy.runtimes.lava_layers import LavaLayer, LavaMappingError, lava_layers
 from neurodeploy.lava_compat import import_lava
 from neurodeploy.runtimes.lava_fixed_point import read_netx_layers
 from neurodeploy.runtimes.contract import FrontendRuntime, RuntimeOperationError

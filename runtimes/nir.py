@@ -2,7 +2,7 @@
 
 `NIRFrontendRuntime` maps every node to a torch module (this module's `node_map`) and lets
 `nirtorch.nir_to_torch` wire them into a stateful torch.fx graph. It honours the metadata
-documented in `neurodeploy.exporters.nir` (exact beta, subtract/zero/none reset, delayed or
+documented in `neurodeploy.formats.nir_frontend` (exact beta, subtract/zero/none reset, delayed or
 immediate reset, strict compare, recurrent convs active from step 1) and refuses what it
 cannot honour, naming the node. Graphs without that metadata (written by other tools) are
 run with NIR's own semantics: Euler-discretised `tau dv/dt = v_leak - v + r I`, reset to
@@ -50,98 +50,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurodeploy.exporters.nir import read_frontend
+from neurodeploy.formats.nir_frontend import (
+    NEURON_TYPES,
+    UnsupportedGraphError,
+    graph_dt,
+    load_graph,
+    neuron_names,
+    neuron_parameters,
+)
 from neurodeploy.model.lif import LIFParameters, LIFState, lif_initial_state, lif_step
 from neurodeploy.runtimes.contract import FrontendRuntime
-
-NEURON_TYPES = (nir.LIF, nir.IF, nir.CubaLIF)
-# r*dt/tau of a graph written as tau = dt/(1-beta), r = tau/dt is 1 up to the float32
-# rounding of r and tau; closer than this is taken as exactly 1 (no extra multiply).
-UNIT_SCALE_TOLERANCE = 1e-6
-
-
-class UnsupportedGraphError(ValueError):
-    """A NIR graph (or one of its nodes) this runtime cannot execute faithfully."""
-
-
-# -- the graph's time step and neuron parameters -------------------------------------
-def graph_dt(graph: nir.NIRGraph, dt_s: float | None = None) -> float | None:
-    """dt from the caller, else the graph metadata, else the first neuron's metadata."""
-    if dt_s is not None:
-        return float(dt_s)
-    if "dt" in graph.metadata:
-        return float(graph.metadata["dt"])
-    for node in graph.nodes.values():
-        if isinstance(node, NEURON_TYPES) and "dt" in node.metadata:
-            return float(node.metadata["dt"])
-    return None
-
-
-def _uniform(values: np.ndarray) -> float | torch.Tensor:
-    """A Python float when every neuron shares the value (exactly the model's arithmetic)."""
-    values = np.asarray(values, dtype=np.float64)
-    first = values.flat[0] if values.size else 0.0
-    if values.size == 0 or np.all(values == first):
-        return float(first)
-    return torch.from_numpy(values.astype(np.float32))
-
-
-def neuron_parameters(name: str, node: nir.NIRNode, dt_s: float | None) -> tuple[LIFParameters, float | torch.Tensor]:
-    """The discrete LIF of a NIR neuron node: `(LIFParameters, input_scale)`.
-
-    `input_scale` multiplies the summed input before integration (NIR's `r * dt/tau`, and
-    `w_in * dt/tau_syn` for a CubaLIF whose synapse passes input straight through).
-    """
-    meta = node.metadata
-    if dt_s is None and "beta" not in meta:
-        raise UnsupportedGraphError(
-            f"node {name!r} ({type(node).__name__}) has time constants but the graph records no dt; pass dt_s= "
-            "(norse's exporter uses 1e-3 s, snnTorch's 1e-4 s)")
-    if isinstance(node, nir.IF):
-        beta, scale, threshold, v_reset = 1.0, node.r * dt_s if dt_s else None, node.v_threshold, node.v_reset
-        if "beta" in meta:
-            scale = np.ones_like(node.r)
-    else:
-        tau = node.tau_mem if isinstance(node, nir.CubaLIF) else node.tau
-        if np.any(np.asarray(node.v_leak) != 0):
-            raise UnsupportedGraphError(f"node {name!r} has v_leak != 0; the Mamba-Spike family has no leak potential")
-        if "beta" in meta:
-            beta = float(meta["beta"])
-            if dt_s is not None and not np.allclose(1.0 - dt_s / np.asarray(tau, np.float64), beta, rtol=0, atol=1e-5):
-                raise UnsupportedGraphError(
-                    f"node {name!r}: metadata beta={beta} contradicts tau (1 - dt/tau = "
-                    f"{float(np.mean(1.0 - dt_s / np.asarray(tau, np.float64)))} at dt={dt_s}); the graph was edited "
-                    "inconsistently, re-export it")
-        else:
-            decay = 1.0 - dt_s / np.asarray(tau, np.float64)
-            if np.any(decay < 0) or np.any(decay > 1):
-                raise UnsupportedGraphError(
-                    f"node {name!r}: beta = 1 - dt/tau = {float(np.min(decay)):.6g} at dt = {dt_s} s is outside [0, 1]: "
-                    "dt is longer than tau, most likely not the dt the graph was written with; pass the writer's dt_s")
-            beta = _uniform(decay)
-        scale = np.asarray(node.r, np.float64) * dt_s / np.asarray(tau, np.float64) if dt_s else np.ones_like(node.r)
-        if isinstance(node, nir.CubaLIF):
-            ratio = np.asarray(node.tau_syn, np.float64) / dt_s
-            if not np.allclose(ratio, 1.0, rtol=UNIT_SCALE_TOLERANCE):
-                raise UnsupportedGraphError(
-                    f"node {name!r} is a CubaLIF with tau_syn/dt = {float(ratio.mean()):.4g}; the model family has no "
-                    "synaptic current decay, so only tau_syn = dt (current passed straight through) is accepted")
-            scale = scale * np.asarray(node.w_in, np.float64) / ratio
-        threshold, v_reset = node.v_threshold, node.v_reset
-    reset = meta.get("reset", "zero")
-    timing = meta.get("reset_timing", "immediate")
-    compare = meta.get("compare", "greater")
-    if reset not in ("subtract", "zero", "none") or timing not in ("delayed", "immediate"):
-        raise UnsupportedGraphError(f"node {name!r}: metadata reset={reset!r}, reset_timing={timing!r} is not one of "
-                                    "reset subtract|zero|none, reset_timing delayed|immediate")
-    if compare != "greater":
-        raise UnsupportedGraphError(f"node {name!r}: metadata compare={compare!r}; only the strict 'greater' is implemented")
-    if reset == "zero" and np.any(np.asarray(v_reset) != 0):
-        raise UnsupportedGraphError(f"node {name!r} resets to v_reset != 0; the model family resets to 0")
-    scale = np.asarray(scale, np.float64)
-    input_scale = 1.0 if np.allclose(scale, 1.0, rtol=UNIT_SCALE_TOLERANCE, atol=0) else _uniform(scale)
-    return LIFParameters(beta=beta, threshold=_uniform(threshold), reset=reset, reset_timing=timing), input_scale
-
 
 # -- the node map on nirtorch --------------------------------------------------------
 class LIFNode(nn.Module):
@@ -210,6 +128,26 @@ def _map_conv(name: str, node: nir.Conv2d) -> nn.Conv2d:
     return conv
 
 
+def _map_affine(node: nir.Affine) -> nn.Linear:
+    """Dense layers (the Mamba-Liquid-Spiking encoders): nn.Linear, the model's own op."""
+    weight = torch.from_numpy(np.asarray(node.weight, np.float32))
+    affine = nn.Linear(weight.shape[1], weight.shape[0])
+    affine.weight.data = weight.clone()
+    affine.bias.data = torch.from_numpy(np.asarray(node.bias, np.float32)).clone()
+    return affine
+
+
+class Scale(nn.Module):
+    """nir.Scale: element-wise gain (snnTorch's graded spike factor after a neuron)."""
+
+    def __init__(self, scale: np.ndarray):
+        super().__init__()
+        self.register_buffer("scale", torch.from_numpy(np.asarray(scale, np.float32)).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
 def _map_pool(name: str, node: nir.NIRNode) -> nn.Module:
     if np.any(np.asarray(node.padding) != 0):
         raise UnsupportedGraphError(f"node {name!r}: pooling with padding {node.padding} is not implemented (the "
@@ -233,35 +171,17 @@ def node_map(graph: nir.NIRGraph, dt_s: float | None) -> dict[nir.NIRNode, nn.Mo
             modules[id(node)] = _map_pool(name, node)
         elif isinstance(node, nir.Flatten):
             modules[id(node)] = BatchFlatten(int(node.start_dim), int(node.end_dim))
+        elif isinstance(node, nir.Affine):
+            modules[id(node)] = _map_affine(node)
+        elif isinstance(node, nir.Scale):
+            modules[id(node)] = Scale(node.scale)
         elif isinstance(node, (nir.Input, nir.Output)):
             modules[id(node)] = nn.Identity()
         else:
             raise UnsupportedGraphError(
                 f"node {name!r} is a {type(node).__name__}, which a Mamba-Spike front-end does not contain; this runtime "
-                "executes Input, Conv2d, SumPool2d, AvgPool2d, LIF, IF, CubaLIF (tau_syn = dt), Flatten, Output")
+                "executes Input, Conv2d, Affine, Scale, SumPool2d, AvgPool2d, LIF, IF, CubaLIF (tau_syn = dt), Flatten, Output")
     return {kind: (lambda node: modules[id(node)]) for kind in {type(n) for n in graph.nodes.values()}}
-
-
-def _load(graph_or_path: nir.NIRGraph | str | Path) -> nir.NIRGraph:
-    if isinstance(graph_or_path, nir.NIRGraph):
-        return graph_or_path
-    return read_frontend(graph_or_path)
-
-
-def neuron_names(graph: nir.NIRGraph) -> tuple[str, ...]:
-    """Neuron nodes in the order a step reaches them (breadth-first from the input)."""
-    if "lif_layers" in graph.metadata:
-        return tuple(str(graph.metadata["lif_layers"]).split(","))
-    order, seen = [], set()
-    frontier = [name for name, node in graph.nodes.items() if isinstance(node, nir.Input)]
-    while frontier:
-        name = frontier.pop(0)
-        if name in seen:
-            continue
-        seen.add(name)
-        order.append(name)
-        frontier += [dst for src, dst in graph.edges if src == name]
-    return tuple(name for name in order if isinstance(graph.nodes[name], NEURON_TYPES))
 
 
 def _last_spike_shape(graph: nir.NIRGraph, layer_names: tuple[str, ...]) -> tuple[int, int, int]:
@@ -275,7 +195,7 @@ class NIRFrontendRuntime(FrontendRuntime):
     def __init__(self, graph: nir.NIRGraph | str | Path, *, dt_s: float | None = None):
         import nirtorch
 
-        self.graph = _load(graph)
+        self.graph = load_graph(graph)
         self.dt_s = graph_dt(self.graph, dt_s)
         self.layer_names = neuron_names(self.graph)
         self.module = nirtorch.nir_to_torch(self.graph, node_map(self.graph, self.dt_s), default_map={})
@@ -364,7 +284,7 @@ class NorseFrontendRuntime(FrontendRuntime):
     def __init__(self, graph: nir.NIRGraph | str | Path, *, dt_s: float | None = None, allow_mismatch: bool = False):
         import norse.torch
 
-        self.graph = _load(graph)
+        self.graph = load_graph(graph)
         self.dt_s = graph_dt(self.graph, dt_s)
         if self.dt_s is None:
             raise UnsupportedGraphError("the graph records no dt; pass dt_s= (norse would silently assume 1e-3 s)")

@@ -28,16 +28,33 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from neurodeploy.exporters.onnx import STATE_NAMES, read_metadata, state_to_feeds
+from neurodeploy.errors import MissingFileError, NeurodeployError
+from neurodeploy.formats.onnx_backbone import (
+    FILES,
+    LOGITS,
+    META_GRAPH,
+    META_MODEL_CONFIG,
+    SEQUENCE_INPUT,
+    STATE_NAMES,
+    STEP_INPUT,
+    GraphKind,
+    check_state,
+    feeds_to_state,
+    flush_steps,
+    read_metadata,
+    state_to_feeds,
+    zero_state,
+)
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
-from neurodeploy.model.mamba_spike.interface import InterfaceState
-from neurodeploy.model.mamba import MambaState
-from neurodeploy.model.mamba_spike.model import BackboneState
-from neurodeploy.runtimes.contract import BackboneRuntime
+from neurodeploy.model.mamba_spike.model import BackboneState, MambaSpike
+from neurodeploy.runtimes.contract import BackboneRuntime, step_backbone
+from neurodeploy.runtimes.torch import TorchBackboneRuntime
 
-FULL_FILE = "backbone.onnx"
-CHUNK_FILE = "backbone_chunk.onnx"
-STEP_FILE = "backbone_step.onnx"
+FULL_FILE, CHUNK_FILE, STEP_FILE = FILES["full"], FILES["chunk"], FILES["step"]
+
+
+class OnnxRuntimeError(NeurodeployError, ValueError):
+    """A backbone graph or input the onnxruntime backbone cannot use; the message says what and the way out."""
 
 
 def latency_session_options() -> ort.SessionOptions:
@@ -70,12 +87,12 @@ class _Graph:
 def _load(path: str | Path, kind: str, options: ort.SessionOptions) -> _Graph:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such ONNX file; write it with neurodeploy.exporters.onnx.export_backbone"
+        raise MissingFileError(f"{path}: no such ONNX file; write it with neurodeploy.exporters.onnx.export_backbone"
                                 f"{'' if kind == 'full' else '_' + kind}")
     metadata = read_metadata(path)
-    if metadata.get("neurodeploy.graph") != kind:
-        raise ValueError(f"{path}: expected a neurodeploy backbone {kind} graph, found "
-                         f"{metadata.get('neurodeploy.graph', 'a file without neurodeploy metadata')!r}; "
+    if metadata.get(META_GRAPH) != kind:
+        raise OnnxRuntimeError(f"{path}: expected a neurodeploy backbone {kind} graph, found "
+                               f"{metadata.get(META_GRAPH, 'a file without neurodeploy metadata')!r}; "
                          "re-export it with neurodeploy.exporters.onnx")
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     return _Graph(path, session, metadata)
@@ -99,14 +116,14 @@ class OnnxBackboneRuntime(BackboneRuntime):
         threads: int | None = None,
     ):
         if full is None and chunk is None and step is None:
-            raise ValueError("OnnxBackboneRuntime needs at least one of full=, chunk=, step= (paths to exported graphs)")
+            raise OnnxRuntimeError("OnnxBackboneRuntime needs at least one of full=, chunk=, step= (paths to exported graphs)")
         self._full = _load(full, "full", throughput_session_options(threads)) if full is not None else None
         self._chunk = _load(chunk, "chunk", latency_session_options()) if chunk is not None else None
         self._step = _load(step, "step", latency_session_options()) if step is not None else None
-        configs = {g.metadata["neurodeploy.model_config"] for g in (self._full, self._chunk, self._step) if g is not None}
+        configs = {g.metadata[META_MODEL_CONFIG] for g in (self._full, self._chunk, self._step) if g is not None}
         if len(configs) != 1:
             paths = [str(g.path) for g in (self._full, self._chunk, self._step) if g is not None]
-            raise ValueError(f"the graphs {paths} were exported from different model configs; export them together")
+            raise OnnxRuntimeError(f"the graphs {paths} were exported from different model configs; export them together")
         self.config = MambaSpikeConfig.from_dict(json.loads(configs.pop()))
         self.reset(1)
 
@@ -117,24 +134,16 @@ class OnnxBackboneRuntime(BackboneRuntime):
         found = {kind: directory / name for kind, name in (("full", FULL_FILE), ("chunk", CHUNK_FILE), ("step", STEP_FILE))
                  if (directory / name).is_file()}
         if not found:
-            raise FileNotFoundError(f"{directory}: none of {FULL_FILE}, {CHUNK_FILE}, {STEP_FILE}; export the backbone first")
+            raise MissingFileError(f"{directory}: none of {FULL_FILE}, {CHUNK_FILE}, {STEP_FILE}; export the backbone first")
         return cls(**found, threads=threads)
 
     # -- streaming ------------------------------------------------------------------------
     def reset(self, batch: int) -> None:
         """Start new samples: zero state for `batch` streams."""
-        c = self.config
         self._batch = batch
         self._received = 0
         self._logits: np.ndarray | None = None
-        self._feeds = {
-            "interface_ring": np.zeros((batch, c.interface_window - 1, c.spike_features), np.float32),
-            "conv_state": np.zeros((c.n_layers, batch, c.d_inner, c.d_conv), np.float32),
-            "ssm_state": np.zeros((c.n_layers, batch, c.d_inner, c.d_state), np.float32),
-            "feature_sum": np.zeros((batch, c.d_model), np.float32),
-            "count": np.array(0, np.int64),
-            "pushed": np.array(0, np.int64),
-        }
+        self._feeds = zero_state(self.config, batch)
 
     def step(self, spikes_t) -> torch.Tensor:
         """One bin of front-end spikes `(B, C, H, W)` -> anytime logits `(B, classes)`."""
@@ -150,7 +159,7 @@ class OnnxBackboneRuntime(BackboneRuntime):
             for t in range(steps):
                 self.step(spikes[:, t])
             return torch.from_numpy(self._logits)
-        outputs = self._chunk.session.run(None, {"spikes": spikes, **self._state_feeds()})
+        outputs = self._chunk.session.run(None, {SEQUENCE_INPUT: spikes, **self._state_feeds()})
         self._update(outputs)
         self._received += steps
         return torch.from_numpy(self._logits)
@@ -158,8 +167,12 @@ class OnnxBackboneRuntime(BackboneRuntime):
     def flush(self) -> torch.Tensor:
         """Finish the samples (the centered interface's lookahead zero frames); final logits."""
         if self._received == 0:
-            raise ValueError("flush() before any spike frame of the sample; step() or push() its frames first")
-        pending = self._received + self.config.lookahead - int(self._feeds["pushed"])
+            raise OnnxRuntimeError("flush() before any spike frame of the sample; step() or push() its frames first")
+        pending = flush_steps(self._received, self.config.lookahead, int(self._feeds["pushed"]))
+        if pending and self._step is None:  # pushed + pending > lookahead: the chunk graph takes it in one call
+            zeros = np.zeros((self._batch, pending, *self._frame_shape), np.float32)
+            self._update(self._chunk.session.run(None, {SEQUENCE_INPUT: zeros, **self._state_feeds()}))
+            return torch.from_numpy(self._logits)
         zeros = np.zeros((self._batch, *self._frame_shape), np.float32)
         for _ in range(pending):
             self._run_step(zeros)
@@ -167,31 +180,18 @@ class OnnxBackboneRuntime(BackboneRuntime):
 
     def get_state(self) -> BackboneState:
         """The streaming state as the PyTorch model's `BackboneState` (copies)."""
-        f = self._state_feeds()
-        layers = tuple(MambaState(torch.tensor(f["conv_state"][i]), torch.tensor(f["ssm_state"][i]))
-                       for i in range(self.config.n_layers))
-        return BackboneState(
-            interface=InterfaceState(torch.tensor(f["interface_ring"])), layers=layers,
-            feature_sum=torch.tensor(f["feature_sum"]), count=int(f["count"]),
-            received=self._received, pushed=int(f["pushed"]),
-        )
+        return feeds_to_state(self._state_feeds(), self._received)
 
     def set_state(self, state: BackboneState) -> None:
         """Continue from a state taken from this or another backbone runtime."""
         c = self.config
         if len(state.layers) != c.n_layers:
-            raise ValueError(f"a state of {len(state.layers)} Mamba layers; this backbone has {c.n_layers}")
+            raise OnnxRuntimeError(f"a state of {len(state.layers)} Mamba layers; this backbone has {c.n_layers}")
         feeds = state_to_feeds(state)
-        batch = feeds["feature_sum"].shape[0]
-        expected = {
-            "interface_ring": (batch, c.interface_window - 1, c.spike_features),
-            "conv_state": (c.n_layers, batch, c.d_inner, c.d_conv),
-            "ssm_state": (c.n_layers, batch, c.d_inner, c.d_state),
-            "feature_sum": (batch, c.d_model),
-        }
-        for name, shape in expected.items():
-            if feeds[name].shape != shape:
-                raise ValueError(f"state {name!r} of shape {feeds[name].shape}; this backbone expects {shape}")
+        try:
+            batch = check_state(c, feeds)
+        except ValueError as err:
+            raise OnnxRuntimeError(str(err)) from None
         self._batch, self._received, self._feeds = batch, int(state.received), {k: feeds[k].copy() for k in STATE_NAMES}
         self._logits = None
 
@@ -200,8 +200,8 @@ class OnnxBackboneRuntime(BackboneRuntime):
         """A whole sequence `(B, T, C, H, W)` -> logits, through the full graph. The streaming
         state is neither used nor changed."""
         if self._full is None:
-            raise ValueError(f"run() needs the full graph ({FULL_FILE}); give full= when building the runtime")
-        (logits,) = self._full.session.run(["logits"], {"spikes": self._check(spikes, sequence=True, batch=None)})
+            raise OnnxRuntimeError(f"run() needs the full graph ({FULL_FILE}); give full= when building the runtime")
+        (logits,) = self._full.session.run([LOGITS], {SEQUENCE_INPUT: self._check(spikes, sequence=True, batch=None)})
         return torch.from_numpy(logits)
 
     # -- internals ------------------------------------------------------------------------
@@ -212,8 +212,8 @@ class OnnxBackboneRuntime(BackboneRuntime):
 
     def _run_step(self, spikes_t: np.ndarray) -> np.ndarray:
         if self._step is None:
-            raise ValueError(f"step-wise streaming needs the step graph ({STEP_FILE}); give step= when building the runtime")
-        self._feeds["spikes_t"] = spikes_t
+            raise OnnxRuntimeError(f"step-wise streaming needs the step graph ({STEP_FILE}); give step= when building the runtime")
+        self._feeds[STEP_INPUT] = spikes_t
         self._update(self._step.session.run(None, self._feeds))
         return self._logits
 
@@ -232,10 +232,48 @@ class OnnxBackboneRuntime(BackboneRuntime):
         shape = ("B", "T", *self._frame_shape) if sequence else ("B", *self._frame_shape)
         ok = array.ndim == len(shape) and array.shape[-3:] == self._frame_shape
         if ok and sequence and array.shape[1] < 1:
-            raise ValueError("a packet of 0 time steps; send at least one bin")
+            raise OnnxRuntimeError("a packet of 0 time steps; send at least one bin")
         if not ok:
-            raise ValueError(f"front-end spikes of shape {array.shape}; this backbone expects "
+            raise OnnxRuntimeError(f"front-end spikes of shape {array.shape}; this backbone expects "
                              f"({', '.join(map(str, shape))}) float spikes")
         if want_batch is not None and array.shape[0] != want_batch:
-            raise ValueError(f"spikes for batch {array.shape[0]}; the runtime streams batch {want_batch}: call reset({array.shape[0]}) first")
+            raise OnnxRuntimeError(f"spikes for batch {array.shape[0]}; the runtime streams batch {want_batch}: call reset({array.shape[0]}) first")
         return array
+
+
+# -- parity with the PyTorch model (run at every export) --------------------------------------
+def _max_abs(a, b) -> float:
+    difference = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
+    return float(difference.max()) if difference.size else 0.0  # a window of 1 has an empty ring
+
+
+@torch.no_grad()
+def parity_with_model(model: MambaSpike, path: str | Path, graph: GraphKind, sample: torch.Tensor) -> float:
+    """Max |onnxruntime - PyTorch| of one exported graph, driven as a user drives it, on `sample`.
+
+    full: the offline logits. step: every step's anytime logits, the streaming state and the
+    flushed logits (`step_backbone` on both runtimes). chunk: the anytime logits after each of
+    two packets (the first reaching past the warm-up, which the chunk graph cannot take alone),
+    the streaming state and the flushed logits.
+    """
+    reference = TorchBackboneRuntime(model)
+    offline = reference.run(sample)
+    if graph == "full":
+        return _max_abs(OnnxBackboneRuntime(full=path).run(sample), offline)
+    runtime = OnnxBackboneRuntime(**{graph: path})
+    want_anytime, _ = step_backbone(reference, sample)
+    if graph == "step":
+        got_anytime, final = step_backbone(runtime, sample)
+        worst = _max_abs(got_anytime, want_anytime)
+    else:
+        runtime.reset(sample.shape[0])
+        steps = sample.shape[1]
+        cut = min(steps, max(model.config.lookahead + 1, steps // 2))
+        worst = 0.0
+        for lo, hi in ((0, cut), (cut, steps)):
+            if hi > lo:
+                worst = max(worst, _max_abs(runtime.push(sample[:, lo:hi]), want_anytime[:, hi - 1]))
+        final = runtime.flush()
+    got_state, want_state = state_to_feeds(runtime.get_state()), state_to_feeds(reference.get_state())
+    worst = max([worst, *(_max_abs(got_state[name], want_state[name]) for name in STATE_NAMES)])
+    return max(worst, _max_abs(final, offline))

@@ -39,6 +39,10 @@ rm -rf "$VENV"/lib/python3*/site-packages/tests
 # numba, ...) is not needed for the transforms we compare against. `import tonic` itself needs
 # tqdm and requests (test extras) and importRosbag (pure Python, pinned here).
 $PIP install --quiet --no-deps "tonic==1.7.0" "importRosbag==1.0.4"
+# sinabs (Speck / DYNAP-CNN software model and memory maths, `neurodeploy targets`) declares
+# samna (a chip-driver installer stub on PyPI, unusable) and nir<=1.0.4; neither is needed for
+# the parts used here (sinabs.layers, validate_memory_speck, the discretisation maths).
+$PIP install --quiet --no-deps "sinabs==3.1.3"
 
 "$VENV/bin/python" -c "import neurodeploy, neurodeploy.exporters, neurodeploy.runtimes; from neurodeploy.lava_compat import import_lava; import_lava()"
 echo "$want" > "$STAMP"

@@ -45,7 +45,7 @@ def test_concatenate_and_labelled_file(tmp_path):
     rec, segs = synthetic.write_labelled_recording(tmp_path / "s.raw", samples, gap_us=1000)
     assert [s.label for s in segs] == [lab for _, lab in samples]
     assert segs[1].t_start_us == segs[0].t_end_us + 1000
-    assert synthetic.read_labels(tmp_path / "s.raw") == segs
+    assert E.read_labels(tmp_path / "s.raw") == segs
     assert E.load(tmp_path / "s.raw") == rec
     for (sample, _), seg in zip(samples, segs):
         inside = (rec.events["t"] >= seg.t_start_us) & (rec.events["t"] < seg.t_end_us)

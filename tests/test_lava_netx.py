@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.exporters.netx import LavaMappingError, export_netx, lava_layers, quantize_layer
+from neurodeploy.exporters.netx import export_netx, quantize_layer
+from neurodeploy.runtimes.lava_layers import LavaMappingError, lava_layers
 from neurodeploy.exporters.nir import export_frontend
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.frontend import SpikingFrontend, pool_current

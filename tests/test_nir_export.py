@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend, read_frontend, write_frontend
+from neurodeploy.exporters.nir import UnsupportedLayerError, export_frontend
+from neurodeploy.formats.nir_frontend import read_frontend, write_frontend
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
 
 SMALL = dict(input_height=12, input_width=12, conv_channels=4, spiking_channels=6, d_model=16, n_layers=1)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.exporters.nir import export_frontend, read_frontend, write_frontend
+from neurodeploy.exporters.nir import export_frontend
+from neurodeploy.formats.nir_frontend import read_frontend, write_frontend
 from neurodeploy.exporters.nir_import import import_frontend
 from neurodeploy.model import MambaSpike, MambaSpikeConfig, SpikingFrontend
 from neurodeploy.runtimes.nir import UnsupportedGraphError

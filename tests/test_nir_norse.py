@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from neurodeploy.exporters.nir import export_frontend, write_frontend
+from neurodeploy.exporters.nir import export_frontend
+from neurodeploy.formats.nir_frontend import write_frontend
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
 from neurodeploy.runtimes.nir import NorseFrontendRuntime, UnsupportedGraphError, norse_differences
 from neurodeploy.runtimes.torch import TorchFrontendRuntime

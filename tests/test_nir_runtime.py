@@ -6,7 +6,8 @@ import itertools
 import pytest
 import torch
 
-from neurodeploy.exporters.nir import export_frontend, read_frontend, write_frontend
+from neurodeploy.exporters.nir import export_frontend
+from neurodeploy.formats.nir_frontend import read_frontend, write_frontend
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
 from neurodeploy.runtimes.contract import FrontendRuntime
 from neurodeploy.runtimes.nir import NIRFrontendRuntime, UnsupportedGraphError

@@ -13,15 +13,13 @@ import torch
 
 from neurodeploy.exporters.onnx import (
     DEFAULT_OPSET,
-    STATE_NAMES,
-    STATE_OUTPUT_NAMES,
     OnnxExportError,
     OnnxParityError,
     export_backbone,
     export_backbone_chunk,
     export_backbone_step,
-    read_metadata,
 )
+from neurodeploy.formats.onnx_backbone import STATE_NAMES, STATE_OUTPUT_NAMES, read_metadata, state_to_feeds
 from neurodeploy.exporters.onnx_functions import DOMAIN, DOMAIN_VERSION
 from neurodeploy.model import MambaSpike, MambaSpikeConfig
 
@@ -141,7 +139,6 @@ def test_step_graph_reproduces_backbone_step_and_its_warmup(exported):
     session = plain_session(results["step"].path)
     x = spikes(model.config, 2, 7)
     state = model.backbone_initial_state(2)
-    from neurodeploy.exporters.onnx import state_to_feeds
 
     feeds = state_to_feeds(state)
     with torch.no_grad():

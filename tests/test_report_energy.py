@@ -88,7 +88,7 @@ def test_user_device_file_adds_a_target_with_timing(tiny, tmp_path):
     model, record = tiny
     report = build_report(model, record, targets=("loihi", "mychip"), host="arm",
                           devices_file=_write(tmp_path, USER_CHIP))
-    assert report.table_version == "devices.json v2025.1 + my_devices.json vlab-3"
+    assert report.table_version == "devices.json v2026.1 + my_devices.json vlab-3"
     mine = report.frontend_energy[1]
     assert mine.table == "my_devices.json vlab-3"
     expected = sum((l.synaptic_ops * 2.0 + l.membrane_updates * 4.0) * 1e-12 for l in report.frontend)

@@ -72,7 +72,7 @@ def test_files_say_estimate_version_and_sources(nmnist_report):
 
     rows = list(csv.DictReader(paths["csv"].open()))
     energy_rows = [r for r in rows if r["section"].startswith("energy") and r["value"] != ""]
-    assert energy_rows and all("estimate" in r["source"] and "v2025.1" in r["source"] for r in energy_rows)
+    assert energy_rows and all("estimate" in r["source"] and "v2026.1" in r["source"] for r in energy_rows)
     assert {r["metric"] for r in rows if r["section"] == "frontend"} >= {
         "effective_acs", "effective_macs", "dense_ops", "membrane_updates", "activation_sparsity", "footprint_bytes"}
 

@@ -313,7 +313,7 @@ def test_report_command_writes_every_output(bundle_dir, recording, workdir):
 
 
 def test_labelled_samples_after_the_last_event_are_still_reported(recording):
-    from neurodeploy.events.synthetic import LabelSegment
+    from neurodeploy.events.labels import LabelSegment
 
     rec, segments = recording
     model = seeded_model()

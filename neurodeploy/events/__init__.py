@@ -16,8 +16,8 @@ from .live import (CsvStreamSource, DvNetworkSource, FollowFile, UdpSource, csv_
 from .policy import ReadPolicy
 from .readers import EventFileSource, load, open, save
 from .slicing import EventWindow, Slicer, slice_events, slice_packets
-from .synthetic import (LabelSegment, NmnistLike, concatenate_samples, make_gesture_like, make_nmnist_like,
-                        read_labels, write_labelled_recording)
+from .labels import LabelSegment, labels_beside, read_label_file, read_labels, write_label_file
+from .synthetic import NmnistLike, concatenate_samples, make_gesture_like, make_nmnist_like, write_labelled_recording
 from .types import EVENT_DTYPE, Recording, empty_events, make_events
 
 __all__ = [
@@ -32,5 +32,5 @@ __all__ = [
     "follow_file", "FollowFile", "dv_network_source", "DvNetworkSource", "udp_source", "UdpSource", "send_udp",
     "csv_stdin_source", "CsvStreamSource",
     "make_nmnist_like", "make_gesture_like", "NmnistLike", "concatenate_samples", "LabelSegment",
-    "write_labelled_recording", "read_labels",
+    "write_labelled_recording", "read_labels", "read_label_file", "write_label_file", "labels_beside",
 ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from neurodeploy.errors import NeurodeployError
 
-class EventFileError(ValueError):
+
+class EventFileError(NeurodeployError, ValueError):
     """Bad event input: names the source, where (byte offset or field) and the way out."""
 
     def __init__(self, source: str | os.PathLike, problem: str, *, offset: int | None = None,

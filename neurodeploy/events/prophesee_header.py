@@ -49,22 +49,27 @@ def parse_header(text: bytes) -> PropheseeHeader:
             for f in fields[1:]:
                 if "=" in f:
                     k, v = f.split("=", 1)
-                    if k.strip() == "width" and v.strip().isdigit():
+                    if k.strip() == "width" and _DECIMAL.fullmatch(v):
                         width = int(v)
-                    elif k.strip() == "height" and v.strip().isdigit():
+                    elif k.strip() == "height" and _DECIMAL.fullmatch(v):
                         height = int(v)
         elif low.startswith("geometry "):
             m = re.fullmatch(r"geometry\s+(\d+)\s*x\s*(\d+)", low)
             if m:
                 width, height = int(m[1]), int(m[2])
         elif low.startswith("width "):
-            if body[6:].strip().isdigit():
+            if _DECIMAL.fullmatch(body[6:]):
                 width = int(body[6:])
         elif low.startswith("height "):
-            if body[7:].strip().isdigit():
+            if _DECIMAL.fullmatch(body[7:]):
                 height = int(body[7:])
     size = (width, height) if width and height else None
     return PropheseeHeader(len(text), version, size, lines)
+
+
+# ASCII digits with spaces around: str.isdigit() also accepts '²' and str.strip() strips
+# control characters such as '\x1c' that int() refuses
+_DECIMAL = re.compile(r"[ \t]*[0-9]+[ \t]*")
 
 
 def is_prophesee(buf: bytes) -> bool:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from neurodeploy.errors import MissingFileError
+
 from . import aedat2, aedat3, aedat4, csv_text, dat, evt, numpy_io, nmnist_bin
 from .detect import FORMATS, detect_format
 from .errors import DecodeStats, EventFileError
@@ -48,9 +50,14 @@ class EventFileSource:
     def __init__(self, path, sensor_size=None, *, format: str | None = None, policy: ReadPolicy = ReadPolicy(),
                  chunk_bytes: int = 1 << 20, layout: str | None = None, stream: str = "events"):
         self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise MissingFileError(f"{self.path}: no such event file")
+        if os.path.isdir(self.path):
+            raise EventFileError(self.path, "is a folder, not an event file", fix="give the event file inside it")
         self.format = format or detect_format(self.path)
         if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+            raise EventFileError(self.path, f"format {self.format!r} is not one of {FORMATS}",
+                                 fix="pass one of them as the format")
         self.policy = policy
         self.stats = DecodeStats()
         self._file = None

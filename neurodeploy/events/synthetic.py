@@ -18,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+from .labels import LabelSegment, labels_path_for, write_label_file
 from .types import EVENT_DTYPE, Recording
 
 # ---------------------------------------------------------------------------------------------
@@ -355,13 +356,6 @@ class NmnistLike:
         return (self.transform(rec) if self.transform else rec), label
 
 
-@dataclasses.dataclass(frozen=True)
-class LabelSegment:
-    t_start_us: int
-    t_end_us: int   # exclusive
-    label: int
-
-
 def concatenate_samples(samples: list[tuple[Recording, int]], gap_us: int = 0) -> tuple[Recording, list[LabelSegment]]:
     """One recording of the samples back to back (each shifted to start where the previous ended plus
     gap_us) and the label of each time segment, for streaming tests."""
@@ -385,20 +379,10 @@ def concatenate_samples(samples: list[tuple[Recording, int]], gap_us: int = 0) -
 
 def write_labelled_recording(path, samples: list[tuple[Recording, int]], gap_us: int = 0,
                              format: str | None = None) -> tuple[Recording, list[LabelSegment]]:
-    """Write concatenate_samples() to an event file and its labels to '<path>.labels.csv'
-    (t_start_us,t_end_us,label)."""
+    """Write concatenate_samples() to an event file and its labels beside it (events.labels)."""
     from .readers import save
 
     recording, segments = concatenate_samples(samples, gap_us)
     save(recording, path, format=format)
-    with open(f"{path}.labels.csv", "w") as f:
-        f.write("t_start_us,t_end_us,label\n")
-        for s in segments:
-            f.write(f"{s.t_start_us},{s.t_end_us},{s.label}\n")
+    write_label_file(labels_path_for(path), segments)
     return recording, segments
-
-
-def read_labels(path) -> list[LabelSegment]:
-    """The segments written by write_labelled_recording (pass the event file's path)."""
-    rows = np.loadtxt(f"{path}.labels.csv", delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-    return [LabelSegment(int(a), int(b), int(c)) for a, b, c in rows]

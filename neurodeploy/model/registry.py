@@ -17,6 +17,7 @@ from neurodeploy.model.family import LoadedModel, ModelFamily, RawCheckpoint
 # Order matters only for error messages; `claims` of two families never overlap.
 _FAMILY_MODULES = (
     "neurodeploy.model.mamba_spike.family",
+    "neurodeploy.model.liquid.family",
     "neurodeploy.model.vision_mamba.family",
 )
 

@@ -16,15 +16,11 @@ def frames_of_samples(bundle, events_path: str | Path, *, window_us: int | None 
     """The event file cut into samples (labels file, fixed windows, or the whole recording), binned at
     the bundle's dt, as one batch `(N, T, 2, H, W)`. Samples shorter than the longest keep their
     length: the batch is cut to the shortest sample's T, and the description says so."""
-    from neurodeploy.events import load
-    from neurodeploy.sources import labels_beside, read_label_file
-    from neurodeploy.stream import offline_frames
+    from neurodeploy.events import labels_beside, load, read_label_file
+    from neurodeploy.stream import check_sensor_size, offline_frames
 
     recording = load(events_path)
-    c = bundle.config
-    if recording.sensor_size != (c.input_width, c.input_height):
-        raise ReportError(f"{events_path}: sensor size {recording.sensor_size}, the model expects "
-                          f"{(c.input_width, c.input_height)}")
+    check_sensor_size(bundle, recording.sensor_size, str(events_path))
     events = recording.events
     if len(events) == 0:
         raise ReportError(f"{events_path}: holds no events; a report needs a run over events")

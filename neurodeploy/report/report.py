@@ -22,7 +22,9 @@ from neurodeploy.report.latency import MeasuredLatency, OnChipStepTime, measured
 from neurodeploy.report.record import SpikeRecord, record_run
 
 ESTIMATE_NOTE = ("Counts are measured from the run; energies are estimates: per-operation constants x counts, "
-                 "ignoring memory traffic and I/O (REFERENCE.md section 5).")
+                 "ignoring memory traffic and I/O (docs/energy.md). Calibration: no target is calibrated against a "
+                 "chip or a calibrated simulator; every figure is a per-operation estimate (`neurodeploy targets` "
+                 "says what fits each chip).")
 
 
 @dataclass(frozen=True)

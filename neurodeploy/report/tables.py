@@ -41,6 +41,7 @@ def fmt_seconds(value: float | None) -> str:
 def _energy_dict(estimate, table_version: str) -> dict[str, Any]:
     return {
         "estimate": True,
+        "calibration": "per-operation estimate (uncalibrated)",
         "role": estimate.role,
         "device": estimate.device,
         "device_name": estimate.device_name,

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.model.mamba_spike.config import ConfigError, MambaSpikeConfig
 from neurodeploy.model.mamba_spike.model import MambaSpike
 
@@ -36,7 +37,7 @@ _DATASET_INPUT_SIZE = {"nmnist": 34, "n-mnist": 34, "dvsgesture": 128, "dvs_gest
 _LIF_KEY = re.compile(r"^spiking_frontend\.(lif[123])\.(threshold|beta|graded_spikes_factor|reset_mechanism_val|mem)$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NeurodeployError, ValueError):
     """A file that is not a loadable Mamba-Spike checkpoint; the message says why and what to do."""
 
 

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from neurodeploy.errors import NeurodeployError
+
 Pooling = Literal["max", "avg", "sum"]
 Reset = Literal["subtract", "zero", "none"]
 ResetTiming = Literal["delayed", "immediate"]
@@ -20,7 +22,7 @@ _CHOICES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(NeurodeployError, ValueError):
     """A model config that names an unknown variant or inconsistent sizes."""
 
 
