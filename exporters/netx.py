@@ -6,7 +6,7 @@ Two steps, each usable on its own:
    float layers (pooling folded into the convs, semantics Lava cannot run refused), which the
    floating-point Lava runtime runs as they are.
 2. `quantize_layers(layers, ...)` / `export_netx(graph, path, ...)` map the float layers to
-   Loihi's fixed point (REFERENCE.md §3) and write the netx file.
+   Loihi's fixed point (docs/lava.md) and write the netx file.
 
 Fixed-point mapping per layer, with weight scale s (float -> integer units):
     weight   mantissa m (`weight_bits`, mixed sign: multiples of 2**(9-bits) in [-256, 256-2**(9-bits)],

@@ -1,7 +1,7 @@
 """Spiking front-end -> NIR graph (`frontend.nir`), and the conventions every reader relies on.
 
 The graph layout, the metadata keys and the LIF/dt mapping are the toolkit's NIR format,
-defined once in `neurodeploy.formats.nir_frontend` (docs/time-and-lif.md explains the mapping);
+defined once in `neurodeploy.formats.nir_frontend` (docs/time_and_lif.md explains the mapping);
 this module builds such a graph from a model, and rewrites max pooling on request.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The SSM backbone -> ONNX: the full-sequence graph, the chunk graph and the step graph.
 
-Three files, one per way the backbone is driven (docs/streaming-state.md):
+Three files, one per way the backbone is driven (docs/streaming_state.md):
 
 backbone.onnx (`export_backbone`)
     spikes (batch, time, C, H, W) float32 -> logits (batch, classes); dynamic batch and
@@ -11,7 +11,7 @@ backbone_chunk.onnx (`export_backbone_chunk`) and backbone_step.onnx (`export_ba
     (spikes | spikes_t, *STATE_NAMES) -> (logits, *STATE_OUTPUT_NAMES): a packet of T bins, or
     one bin (one `ai.neurodeploy::SelectiveStateUpdate` node per layer), with the streaming
     state in and out. File names, input/output names and the state layout are the toolkit's
-    ONNX format, defined once in `neurodeploy.formats.onnx_backbone` (docs/streaming-state.md).
+    ONNX format, defined once in `neurodeploy.formats.onnx_backbone` (docs/streaming_state.md).
 
 The centered interface's look-ahead lives in the graphs: a push with `pushed + 1 <= lookahead` ((k-1)//2 for centered, 0 for causal)
 only fills the ring (the blocks' states, sum and count pass through unchanged), as

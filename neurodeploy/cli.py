@@ -291,8 +291,13 @@ def inspect(path: str, as_json: bool) -> None:
               "xylo, spinnaker2, host. Default: all.")
 @click.option("--limits", "limits_file", type=click.Path(exists=True, dir_okay=False),
               help="Your own limits file (the format of neurodeploy/hardware/limits.json).")
-@click.option("--json", "as_json", is_flag=True)
-def targets(path: str, targets: tuple[str, ...], limits_file: str | None, as_json: bool) -> None:
+@click.option("--sanafe", "sanafe", is_flag=True, help="Also run the front-end on SANA-FE's calibrated Loihi model "
+              "(optional extra `pip install neurodeploy[sanafe]`, GPL-3.0, run in its own process): energy and latency "
+              "per step, spikes checked against the Loihi-timing model.")
+@click.option("--sanafe-steps", default=10, show_default=True, help="Time steps of the SANA-FE run.")
+@json_option()
+def targets(path: str, targets: tuple[str, ...], limits_file: str | None, sanafe: bool, sanafe_steps: int,
+            as_json: bool) -> None:
     """Which chips the spiking front-end of PATH (a bundle or a .nir file) fits, layer by layer.
 
     For each target: fits or not, per layer, with the reason (neuron model, pooling, kernel,
@@ -307,7 +312,7 @@ def targets(path: str, targets: tuple[str, ...], limits_file: str | None, as_jso
     """
     from neurodeploy.targets import targets_report
 
-    payload = targets_report(path, targets, limits_file=limits_file)
+    payload = targets_report(path, targets, limits_file=limits_file, sanafe=sanafe, sanafe_steps=sanafe_steps)
     if as_json:
         _echo_json(payload)
         return
@@ -338,6 +343,17 @@ def targets(path: str, targets: tuple[str, ...], limits_file: str | None, as_jso
                 loud = "  SILENT" if a["silent"] else ""
                 click.echo(f"  {a['layer']}: float {a['float_agreement']:.2%}, 8-bit {a['quantised_agreement']:.2%} "
                            f"(spikes {a['reference_spikes']:,} -> {a['quantised_spikes']:,}, floor {a['membrane_floor']:.3g}){loud}")
+    calibrated = payload.get("loihi_sanafe")
+    if calibrated:
+        if not calibrated["ran"]:
+            click.echo(f"\nLoihi on SANA-FE: not run: {calibrated['reason']}")
+        else:
+            agree = ", ".join(f"{k} {v:.2%}" for k, v in calibrated["spike_agreement_with_loihi_timing_model"].items())
+            click.echo(f"\nLoihi on SANA-FE (calibrated simulation) on {calibrated['data']}:")
+            click.echo(f"  energy {calibrated['energy_j_per_step'] * 1e6:.3g} uJ per step (+-{calibrated['energy_error']:.0%}), "
+                       f"latency {calibrated['latency_s_per_step'] * 1e6:.3g} us per step (+-{calibrated['latency_error']:.0%})")
+            click.echo(f"  spikes vs the Loihi-timing model: {agree}; {calibrated['synapses']:,} synapses on "
+                       f"{calibrated['cores_used']} cores")
 
 
 def _print_tree(payload: dict, indent: int = 0) -> None:
@@ -356,8 +372,10 @@ def _print_tree(payload: dict, indent: int = 0) -> None:
 @main.command()
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
 @click.argument("events", required=False)
-@click.option("--samples", type=int, default=2, show_default=True, help="Synthetic samples when no EVENTS given.")
-@click.option("--steps", type=int, default=20, show_default=True, help="Time steps per sample checked.")
+@click.option("--samples", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Synthetic samples when no EVENTS given.")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Time steps per sample checked.")
 @click.option("--lava/--no-lava", default=False, show_default=True, help="Include the Lava runtime (slow).")
 @json_option()
 def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: bool, as_json: bool) -> None:
@@ -385,8 +403,9 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 
 @main.command()
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
-@click.option("--steps", type=int, default=300, show_default=True, help="Steps timed at batch 1.")
-@click.option("--batch", type=int, default=32, show_default=True, help="Batch for the throughput figure.")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Steps timed at batch 1.")
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Batch for the throughput figure.")
 @click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True)
 @json_option()
 def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool) -> None:
@@ -418,7 +437,7 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 @click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True,
               help="Runtime whose spikes are counted.")
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
-@click.option("--max-samples", type=int, default=16, show_default=True)
+@click.option("--max-samples", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
 @json_option("Print the report as JSON instead of Markdown.")
 def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: bool, host: str,

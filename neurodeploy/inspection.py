@@ -4,6 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.errors import NeurodeployError
+
+
+class InspectError(NeurodeployError, ValueError):
+    """A file `inspect` cannot read as the kind its name says."""
+
 
 def describe(path: Path) -> dict[str, Any]:
     if path.is_dir():
@@ -53,8 +59,12 @@ def _nir(path: Path) -> dict[str, Any]:
 
 def _onnx(path: Path) -> dict[str, Any]:
     import onnx
+    from google.protobuf.message import DecodeError
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except DecodeError as err:
+        raise InspectError(f"{path}: not an ONNX model ({err}); export one with `neurodeploy export`") from None
 
     def shape(value) -> str:
         dims = value.type.tensor_type.shape.dim

@@ -1,4 +1,4 @@
-"""Make lava-nc 0.10.0 importable on Python 3.11 (REFERENCE.md §3).
+"""Make lava-nc 0.10.0 importable on Python 3.11 (docs/lava.md).
 
 lava-nc declares Python <3.11. On 3.11 exactly one module fails to import:
 ``lava/magma/compiler/var_model.py`` declares eight dataclass fields whose default is a

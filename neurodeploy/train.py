@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.events.binning import to_frames_dt
 from neurodeploy.events.synthetic import NmnistLike
 from neurodeploy.events.types import Recording
@@ -51,6 +52,10 @@ SMALL_MODEL: dict[str, Any] = dict(conv_channels=8, spiking_channels=16, d_model
 _DEPLOYABLE_FIELDS = ("pooling", "reset", "reset_timing", "interface")
 
 
+class TrainError(NeurodeployError, ValueError):
+    """A training request that cannot run as given (the message names the option)."""
+
+
 # -- data ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FrameDataset:
@@ -63,7 +68,7 @@ class FrameDataset:
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 5 or self.labels.ndim != 1 or len(self.frames) != len(self.labels):
-            raise ValueError(f"frames {tuple(self.frames.shape)} and labels {tuple(self.labels.shape)} do not match")
+            raise TrainError(f"frames {tuple(self.frames.shape)} and labels {tuple(self.labels.shape)} do not match")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -76,7 +81,7 @@ class FrameDataset:
 def n_bins_for(duration_us: int, dt_us: int) -> int:
     """Bins that cover a sample of `duration_us` at `dt_us` per bin."""
     if dt_us <= 0 or duration_us <= 0:
-        raise ValueError(f"dt_us ({dt_us}) and duration_us ({duration_us}) must be positive")
+        raise TrainError(f"dt_us ({dt_us}) and duration_us ({duration_us}) must be positive")
     return -(-duration_us // dt_us)
 
 
@@ -110,7 +115,7 @@ def bin_labelled_recording(path: str | Path, dt_us: int, n_bins: int) -> FrameDa
 def bin_samples(samples: Sequence[tuple[Recording, int]], dt_us: int, n_bins: int, *, seed: int = -1) -> FrameDataset:
     """Bin labelled recordings once into one tensor."""
     if not samples:
-        raise ValueError("no samples to bin")
+        raise TrainError("no samples to bin")
     width, height = samples[0][0].sensor_size
     frames = np.zeros((len(samples), n_bins, 2, height, width), np.int16)
     for i, (recording, _) in enumerate(samples):
@@ -127,7 +132,7 @@ def build_dataset(n_samples: int, seed: int, *, dt_us: int = 10_000, duration_us
     time (`NmnistLike`) so that only one sample's events are alive at once.
     """
     if n_samples < 1:
-        raise ValueError(f"n_samples must be positive, got {n_samples}")
+        raise TrainError(f"n_samples must be positive, got {n_samples}")
     n_bins = n_bins_for(duration_us, dt_us)
     lazy = NmnistLike(n_samples, seed=seed, duration_us=duration_us)
     frames = np.zeros((n_samples, n_bins, 2, SENSOR_SIZE[1], SENSOR_SIZE[0]), np.int16)
@@ -167,7 +172,7 @@ def deployable_from_checkpoint(path: str | Path, **overrides: Any) -> tuple[Mamb
     target = model.state_dict()
     mismatched = [k for k in target if k not in state or tuple(state[k].shape) != tuple(target[k].shape)]
     if mismatched or set(state) - set(target):
-        raise ValueError(
+        raise TrainError(
             f"{path}: the deployable config changes the weights ({(mismatched or sorted(set(state) - set(target)))[0]!r}); "
             "only pooling, reset, reset_timing, interface (and beta/threshold) may differ from the checkpoint"
         )
@@ -315,7 +320,7 @@ def _train(config: TrainConfig, train_data, test_data, show: bool, console) -> T
                                      ("test", config.n_test, config.test_seed, test_data)):
             if given is not None:
                 if given.dt_us != config.dt_us:
-                    raise ValueError(f"{name}_data is binned at dt_us={given.dt_us}, the config says {config.dt_us}")
+                    raise TrainError(f"{name}_data is binned at dt_us={given.dt_us}, the config says {config.dt_us}")
                 continue
             task = bar.add_task(f"generate {name} (seed {seed})", total=n, info="")
             data = build_dataset(n, seed, dt_us=config.dt_us, duration_us=config.duration_us,

@@ -17,7 +17,7 @@ Decisions:
 - Operations a runtime cannot do (hand over its state, batch > 1 on Lava) raise
   `RuntimeOperationError` naming the runtime and the way out, never AttributeError.
 
-docs/architecture.md ("Runtimes") describes the contract for contributors.
+docs/architecture.md ("The runtime contract") describes it for contributors.
 """
 from __future__ import annotations
 

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from neurodeploy.runtimes.lava_layers import LavaLayer, LavaMappingError, lava_layers
+from neurodeploy.errors import NeurodeployError
 from neurodeploy.lava_compat import import_lava
 from neurodeploy.runtimes.lava_fixed_point import read_netx_layers
 from neurodeploy.runtimes.contract import FrontendRuntime, RuntimeOperationError
@@ -67,6 +68,10 @@ _open_runtimes: "weakref.WeakSet[LavaFrontendRuntime]" = weakref.WeakSet()
 
 class LavaRunError(RuntimeOperationError):
     """The Lava run could not go on; its processes have been stopped."""
+
+
+class LavaInputError(NeurodeployError, ValueError):
+    """An input or option the Lava runtime refuses (the message names it and the way out)."""
 
 
 def import_netx() -> types.ModuleType:
@@ -129,7 +134,7 @@ def _io_processes(input_shape: tuple[int, int, int], shapes) -> tuple[Any, list[
 
 def _check_steps(steps_per_sample: int) -> None:
     if not isinstance(steps_per_sample, int) or isinstance(steps_per_sample, bool) or steps_per_sample < 1:
-        raise ValueError(f"steps_per_sample={steps_per_sample!r}; expected the longest sample in time steps (>= 1)")
+        raise LavaInputError(f"steps_per_sample={steps_per_sample!r}; expected the longest sample in time steps (>= 1)")
 
 
 def _floating_network(layers: tuple[LavaLayer, ...], steps_per_sample: int) -> _Network:
@@ -170,7 +175,7 @@ def _netx_network(path: Path, steps_per_sample: int) -> tuple[_Network, Any]:
     fixed_layers, attrs = read_netx_layers(path)
     bits = int(attrs.get("input_message_bits", 0))
     if bits < 1:
-        raise ValueError(f"{path}: no 'input_message_bits' attribute; the front-end's input is graded event counts. "
+        raise LavaInputError(f"{path}: no 'input_message_bits' attribute; the front-end's input is graded event counts. "
                          "Write the file with neurodeploy.exporters.netx.export_netx")
     with h5py.File(path, "r") as f:
         input_shape = tuple(int(v) for v in f["layer"]["0"]["shape"][()])
@@ -271,13 +276,13 @@ class LavaFrontendRuntime(FrontendRuntime):
 
     def _fail(self, message: str) -> None:
         self.close()
-        raise ValueError(f"{message}; the Lava run has been stopped (build a new runtime to continue)")
+        raise LavaInputError(f"{message}; the Lava run has been stopped (build a new runtime to continue)")
 
     # -- state -------------------------------------------------------------------------
     def reset(self, batch: int) -> None:
         """Start a sample in the next slot; zero the spike counts."""
         if batch != 1:
-            raise ValueError(f"reset(batch={batch}): Lava simulates one sample at a time (as one Loihi chip does); "
+            raise LavaInputError(f"reset(batch={batch}): Lava simulates one sample at a time (as one Loihi chip does); "
                              "use batch 1 for step(), or run(frames) which runs a batch sample by sample")
         self._next_slot()
         self._start_sample(batch)
@@ -412,4 +417,4 @@ class LavaFrontendRuntime(FrontendRuntime):
 
 
 
-__all__ = ["LavaFrontendRuntime", "LavaRunError", "import_netx"]
+__all__ = ["LavaFrontendRuntime", "LavaInputError", "LavaRunError", "import_netx"]

@@ -1,4 +1,4 @@
-"""Bit-exact numpy model of a netx front-end on Loihi fixed point (REFERENCE.md §3).
+"""Bit-exact numpy model of a netx front-end on Loihi fixed point (docs/lava.md).
 
 It reads the same netx file `lava.lib.dl.netx.hdf5.Network` loads and computes, per layer
 and time step, exactly what Lava's `Conv` (fixed_pt) and `PyLifModelBitAcc` compute:
@@ -22,6 +22,10 @@ import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from neurodeploy.errors import MissingFileError
+from neurodeploy.runtimes.contract import FrontendRuntime
+from neurodeploy.runtimes.lava_layers import LavaMappingError
 
 STATE_LIMIT = 2 ** 23  # 24-bit signed state
 SHIFT = 6
@@ -64,7 +68,7 @@ def read_netx_layers(path: str | Path) -> tuple[tuple[FixedPointLayer, ...], dic
     """The conv blocks of a netx file written by `neurodeploy.exporters.netx`, and its attributes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"netx file {path} does not exist; write it with neurodeploy.exporters.netx.export_netx")
+        raise MissingFileError(f"netx file {path} does not exist; write it with neurodeploy.exporters.netx.export_netx")
     layers = []
     with h5py.File(path, "r") as f:
         attrs = {key: (value.decode() if isinstance(value, bytes) else value) for key, value in f.attrs.items()}
@@ -76,7 +80,7 @@ def read_netx_layers(path: str | Path) -> tuple[tuple[FixedPointLayer, ...], dic
             if kind == "input":
                 continue
             if kind != "conv":
-                raise ValueError(f"{path}: layer {index} has type {kind!r}; the fixed-point model runs conv layers only")
+                raise LavaMappingError(f"{path}: layer {index} has type {kind!r}; the fixed-point model runs conv layers only")
             neuron = group["neuron"]
             k = len(layers)
             layers.append(FixedPointLayer(
@@ -96,55 +100,84 @@ def _decay(state: np.ndarray, decay: int) -> np.ndarray:
     return np.sign(product) * (np.abs(product) >> DECAY_SHIFT)
 
 
-class FixedPointFrontend:
-    """Steps a netx front-end in Loihi's integer arithmetic, one sample at a time."""
+class FixedPointFrontend(FrontendRuntime):
+    """FrontendRuntime stepping a netx front-end in Loihi's integer arithmetic (no pipeline delay:
+    step t is torch's step t, unlike Lava itself). Frames are integer event counts `(B, C, H, W)`;
+    spikes come back as float 0/1 tensors. `stats` counts the wraps and clips since `reset`."""
 
     def __init__(self, layers: tuple[FixedPointLayer, ...]):
         self.layers = layers
+        self.layer_names = tuple(layer.name for layer in layers)
+        self.output_shape = tuple(layers[-1].output_shape)
         self._weights = [torch.from_numpy(layer.weight.astype(np.float64)) for layer in layers]
-        self.stats = FixedPointStats()
-        self.reset()
+        self.reset(1)
 
     @classmethod
     def from_netx(cls, path: str | Path) -> FixedPointFrontend:
         layers, _ = read_netx_layers(path)
         return cls(layers)
 
-    def reset(self) -> None:
-        self.u = [np.zeros(layer.output_shape, np.int64) for layer in self.layers]
-        self.v = [np.zeros(layer.output_shape, np.int64) for layer in self.layers]
+    def reset(self, batch: int) -> None:
+        self.u = [np.zeros((batch, *layer.output_shape), np.int64) for layer in self.layers]
+        self.v = [np.zeros((batch, *layer.output_shape), np.int64) for layer in self.layers]
         self.stats = FixedPointStats(*({layer.name: 0 for layer in self.layers} for _ in range(3)))
+        self._start_sample(batch)
 
-    def step(self, frame: np.ndarray) -> list[np.ndarray]:
-        """frame (C, H, W) integer counts -> spikes (0/1 int) of every layer, (C, H, W) each."""
-        x = torch.from_numpy(np.asarray(frame, dtype=np.float64))[None]
-        out = []
+    def _update(self, k: int, x: np.ndarray) -> np.ndarray:
+        """One step of layer k on input x (B, C, H, W): its 0/1 spikes (B, C, H, W), int64."""
+        layer = self.layers[k]
+        x = torch.from_numpy(np.asarray(x, dtype=np.float64))
+        a = F.conv2d(x, self._weights[k], stride=layer.stride, padding=layer.padding).numpy().astype(np.int64)
+        # Conv's fixed model clamps its output to 24 signed bits by wrapping
+        wrapped = (a + STATE_LIMIT) % (2 * STATE_LIMIT) - STATE_LIMIT
+        self.stats.conv_wraps[layer.name] += int(np.count_nonzero(wrapped != a))
+        u = _decay(self.u[k], layer.i_decay) + (wrapped << SHIFT)
+        # PyLifModelBitAcc wraps u once, asymmetrically (> 2**23 and <= -2**23)
+        u_wrapped = np.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, u)
+        u_wrapped = np.where(u_wrapped <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u_wrapped)
+        self.stats.current_wraps[layer.name] += int(np.count_nonzero(u_wrapped != u))
+        bias = 0 if layer.bias is None else (layer.bias[None, :, None, None] << SHIFT)
+        v = _decay(self.v[k], layer.v_decay) + u_wrapped + bias
+        v_clipped = np.clip(v, -STATE_LIMIT + 1, STATE_LIMIT - 1)
+        self.stats.membrane_clips[layer.name] += int(np.count_nonzero(v_clipped != v))
+        spikes = v_clipped > (layer.v_threshold << SHIFT)
+        self.u[k] = u_wrapped
+        self.v[k] = np.where(spikes, 0, v_clipped)
+        return spikes.astype(np.int64)
+
+    def step(self, frame: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """frame (B, C, H, W) integer counts -> the last layer's spikes; every layer's in `layer_spikes`."""
+        spikes_per_layer, x = {}, np.asarray(frame)
         for k, layer in enumerate(self.layers):
-            a = F.conv2d(x, self._weights[k], stride=layer.stride, padding=layer.padding)[0].numpy().astype(np.int64)
-            # Conv's fixed model clamps its output to 24 signed bits by wrapping
-            wrapped = (a + STATE_LIMIT) % (2 * STATE_LIMIT) - STATE_LIMIT
-            self.stats.conv_wraps[layer.name] += int(np.count_nonzero(wrapped != a))
-            u = _decay(self.u[k], layer.i_decay) + (wrapped << SHIFT)
-            # PyLifModelBitAcc wraps u once, asymmetrically (> 2**23 and <= -2**23)
-            u_wrapped = np.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, u)
-            u_wrapped = np.where(u_wrapped <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u_wrapped)
-            self.stats.current_wraps[layer.name] += int(np.count_nonzero(u_wrapped != u))
-            bias = 0 if layer.bias is None else (layer.bias[:, None, None] << SHIFT)
-            v = _decay(self.v[k], layer.v_decay) + u_wrapped + bias
-            v_clipped = np.clip(v, -STATE_LIMIT + 1, STATE_LIMIT - 1)
-            self.stats.membrane_clips[layer.name] += int(np.count_nonzero(v_clipped != v))
-            spikes = v_clipped > (layer.v_threshold << SHIFT)
-            self.u[k] = u_wrapped
-            self.v[k] = np.where(spikes, 0, v_clipped)
-            out.append(spikes.astype(np.int64))
-            x = torch.from_numpy(spikes.astype(np.float64))[None]
-        return out
+            x = self._update(k, x)
+            spikes_per_layer[layer.name] = torch.from_numpy(x.astype(np.float32))
+        self._record_spikes(spikes_per_layer)
+        return spikes_per_layer[self.layer_names[-1]]
 
-    def run(self, frames: np.ndarray) -> list[np.ndarray]:
-        """frames (T, C, H, W) -> spikes per layer (T, C, H, W), from a fresh state."""
-        self.reset()
-        steps = [self.step(frame) for frame in np.asarray(frames)]
-        return [np.stack([s[k] for s in steps]) for k in range(len(self.layers))]
+    def run_pipelined(self, frames: np.ndarray) -> list[np.ndarray]:
+        """Loihi's timing: every synapse hop takes a step and every neuron updates every step.
+
+        The input spikes at step s with frame s; layer k (0-based) receives layer k-1's spikes
+        of step s-1 (the input's for k = 0) and integrates its bias from step 0, also while the
+        pipeline fills, as on the chip. Returns per layer (T, C, H, W), layer k's step s + k + 1
+        as row s. Without biases this equals the unpipelined `step` exactly; with them the fill
+        steps differ. `frames` (T, C, H, W) is one sample.
+        """
+        frames = np.asarray(frames)[:, None]  # one sample: (T, 1, C, H, W)
+        steps, depth = frames.shape[0], len(self.layers)
+        self.reset(1)
+        previous = [np.zeros(frames.shape[1:], np.int64)] + [np.zeros((1, *l.output_shape), np.int64)
+                                                             for l in self.layers]
+        rows: list[list[np.ndarray]] = [[] for _ in self.layers]
+        for s in range(steps + depth):
+            current = [frames[s] if s < steps else np.zeros(frames.shape[1:], np.int64)]
+            for k in range(depth):
+                spikes = self._update(k, previous[k])
+                current.append(spikes)
+                if 0 <= s - k - 1 < steps:
+                    rows[k].append(spikes[0])
+            previous = current
+        return [np.stack(r) for r in rows]
 
 
 __all__ = ["FixedPointFrontend", "FixedPointLayer", "FixedPointStats", "read_netx_layers"]

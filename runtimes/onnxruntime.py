@@ -1,6 +1,6 @@
 """The backbone in onnxruntime: the full, chunk and step graphs of neurodeploy.exporters.onnx.
 
-`OnnxBackboneRuntime` is a BackboneRuntime (DESIGN.md): `reset(batch)`, `step(spikes_t)`,
+`OnnxBackboneRuntime` is a BackboneRuntime (runtimes/contract.py): `reset(batch)`, `step(spikes_t)`,
 `push(spikes)` for a packet of several bins, `flush()`, `run(spikes)` for a whole sequence,
 and `get_state()` / `set_state()` for handing the streaming state to or from another runtime
 (the state is a `neurodeploy.model.mamba_spike.model.BackboneState`, the PyTorch model's own).

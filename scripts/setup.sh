@@ -29,7 +29,7 @@ PIP="$VENV/bin/python -m pip"
 $PIP install --quiet --upgrade pip
 # torch first and pinned: any other torch request pulls a multi-GB CUDA build.
 $PIP install --quiet "torch==2.13.0"
-$PIP install --quiet -e ".[test]"
+$PIP install --quiet -e ".[test,sanafe]"
 $PIP install --quiet --no-deps --ignore-requires-python \
     "lava-nc==0.10.0" "lava-dl==0.6.0" "norse==1.1.0"
 # Both lava wheels ship a top-level `tests` package into site-packages; it is their own test

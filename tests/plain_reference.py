@@ -1,4 +1,4 @@
-"""A deliberately plain, loop-by-loop implementation of the Mamba-Spike maths of REFERENCE.md §1.
+"""A deliberately plain, loop-by-loop implementation of the Mamba-Spike maths of docs/mamba_spike_model.md.
 
 It reads weights from a reference-layout state_dict by name and uses only torch.nn.functional,
 stepping every time step in Python, as the reference repository does. It shares no code with

@@ -46,6 +46,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     write_label_file(d / "rec.npz.labels.csv", [LabelSegment(0, 100_000, 1), LabelSegment(100_000, 200_001, 2)])
     (d / "bad.labels.csv").write_text("t_start_us,t_end_us,label\n100,50,1\n")
     (d / "notes.txt").write_text("hello\n")
+    (d / "garbage.onnx").write_bytes(bytes(range(256)) * 2)
     (d / "folder").mkdir()
     tampered = d / "tampered_bundle"
     shutil.copytree(bundle, tampered)
@@ -56,67 +57,73 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return {"dir": d, "checkpoint": checkpoint, "max_pool": max_pool, "bundle": bundle, "max_bundle": max_bundle,
             "tampered": tampered, "broken": broken, "events": d / "rec.npz", "truncated": d / "truncated.aedat4",
             "mislabelled": d / "mislabelled.npz", "bad_labels": d / "bad.labels.csv", "text": d / "notes.txt",
-            "folder": d / "folder", "missing": d / "does_not_exist.npz"}
+            "folder": d / "folder", "garbage_onnx": d / "garbage.onnx", "missing": d / "does_not_exist.npz"}
 
 
-# (command line with {placeholders}, what the message must name)
-CASES = {
+# (case, command line with {placeholders}, what the message must name)
+CASES = [
     # missing path
-    "info/missing": ("info {missing}", "{missing}"),
-    "export/missing": ("export {missing} -o {dir}/out", "{missing}"),
-    "run/missing bundle": ("run {missing} {events}", "{missing}"),
-    "run/missing events": ("run {bundle} {missing}", "{missing}"),
-    "inspect/missing": ("inspect {missing}", "{missing}"),
-    "verify/missing events": ("verify {bundle} {missing}", "{missing}"),
-    "bench/missing bundle": ("bench {missing}", "{missing}"),
-    "report/missing events": ("report {bundle} {missing} -o {dir}/r", "{missing}"),
+    ("info/missing", "info {missing}", "{missing}"),
+    ("export/missing", "export {missing} -o {dir}/out", "{missing}"),
+    ("run/missing bundle", "run {missing} {events}", "{missing}"),
+    ("run/missing events", "run {bundle} {missing}", "{missing}"),
+    ("inspect/missing", "inspect {missing}", "{missing}"),
+    ("verify/missing events", "verify {bundle} {missing}", "{missing}"),
+    ("bench/missing bundle", "bench {missing}", "{missing}"),
+    ("targets/missing", "targets {missing}", "{missing}"),
+    ("report/missing events", "report {bundle} {missing} -o {dir}/r", "{missing}"),
     # a folder where a file is expected, a file where a folder is expected
-    "info/folder": ("info {folder}", "{folder}"),
-    "export/folder": ("export {folder} -o {dir}/out", "{folder}"),
-    "run/folder as events": ("run {bundle} {folder}", "{folder}"),
-    "run/file as bundle": ("run {checkpoint} {events}", "{checkpoint}"),
-    "verify/folder as events": ("verify {bundle} {folder}", "{folder}"),
-    "report/folder as events": ("report {bundle} {folder} -o {dir}/r", "{folder}"),
-    "demo/file as output folder": ("demo --out {text}", "{text}"),
+    ("info/folder", "info {folder}", "{folder}"),
+    ("export/folder", "export {folder} -o {dir}/out", "{folder}"),
+    ("run/folder as events", "run {bundle} {folder}", "{folder}"),
+    ("run/file as bundle", "run {checkpoint} {events}", "{checkpoint}"),
+    ("verify/folder as events", "verify {bundle} {folder}", "{folder}"),
+    ("report/folder as events", "report {bundle} {folder} -o {dir}/r", "{folder}"),
+    ("demo/file as output folder", "demo --out {text}", "{text}"),
     # wrong file type
-    "info/text file": ("info {text}", "{text}"),
-    "run/text file as events": ("run {bundle} {text}", "{text}"),
-    "inspect/text file": ("inspect {text}", "{text}"),
-    "verify/text file as events": ("verify {bundle} {text}", "{text}"),
+    ("info/text file", "info {text}", "{text}"),
+    ("run/text file as events", "run {bundle} {text}", "{text}"),
+    ("inspect/text file", "inspect {text}", "{text}"),
+    ("inspect/garbage .onnx", "inspect {garbage_onnx}", "{garbage_onnx}"),
+    ("targets/text file", "targets {text}", "{text}"),
+    ("targets/events as a graph", "targets {events}", "{events}"),
+    ("verify/text file as events", "verify {bundle} {text}", "{text}"),
     # corrupt bundle
-    "run/tampered bundle": ("run {tampered} {events}", "backbone_step.onnx"),
-    "run/broken manifest": ("run {broken} {events}", "manifest.json"),
-    "verify/tampered bundle": ("verify {tampered}", "backbone_step.onnx"),
-    "bench/broken manifest": ("bench {broken}", "manifest.json"),
-    "inspect/broken manifest": ("inspect {broken}", "manifest.json"),
-    "report/tampered bundle": ("report {tampered} {events} -o {dir}/r", "backbone_step.onnx"),
+    ("run/tampered bundle", "run {tampered} {events}", "backbone_step.onnx"),
+    ("run/broken manifest", "run {broken} {events}", "manifest.json"),
+    ("verify/tampered bundle", "verify {tampered}", "backbone_step.onnx"),
+    ("bench/broken manifest", "bench {broken}", "manifest.json"),
+    ("inspect/broken manifest", "inspect {broken}", "manifest.json"),
+    ("targets/broken manifest", "targets {broken}", "manifest.json"),
+    ("report/tampered bundle", "report {tampered} {events} -o {dir}/r", "backbone_step.onnx"),
     # truncated recording
-    "run/truncated": ("run {bundle} {truncated}", "{truncated}"),
-    "inspect/truncated": ("inspect {truncated}", "{truncated}"),
-    "verify/truncated": ("verify {bundle} {truncated}", "{truncated}"),
-    "report/truncated": ("report {bundle} {truncated} -o {dir}/r", "{truncated}"),
+    ("run/truncated", "run {bundle} {truncated}", "{truncated}"),
+    ("inspect/truncated", "inspect {truncated}", "{truncated}"),
+    ("verify/truncated", "verify {bundle} {truncated}", "{truncated}"),
+    ("report/truncated", "report {bundle} {truncated} -o {dir}/r", "{truncated}"),
     # malformed labels
-    "run/malformed --labels": ("run {bundle} {events} --labels {bad_labels}", "{bad_labels}"),
-    "run/malformed labels beside": ("run {bundle} {mislabelled}", "mislabelled.npz.labels.csv"),
-    "report/malformed labels beside": ("report {bundle} {mislabelled} -o {dir}/r", "mislabelled.npz.labels.csv"),
+    ("run/malformed --labels", "run {bundle} {events} --labels {bad_labels}", "{bad_labels}"),
+    ("run/malformed labels beside", "run {bundle} {mislabelled}", "mislabelled.npz.labels.csv"),
+    ("report/malformed labels beside", "report {bundle} {mislabelled} -o {dir}/r", "mislabelled.npz.labels.csv"),
     # checkpoint given as events, events given as checkpoint
-    "run/checkpoint as events": ("run {bundle} {checkpoint}", "{checkpoint}"),
-    "verify/checkpoint as events": ("verify {bundle} {checkpoint}", "{checkpoint}"),
-    "report/checkpoint as events": ("report {bundle} {checkpoint} -o {dir}/r", "{checkpoint}"),
-    "info/events as checkpoint": ("info {events}", "{events}"),
-    "export/events as checkpoint": ("export {events} -o {dir}/out", "{events}"),
+    ("run/checkpoint as events", "run {bundle} {checkpoint}", "{checkpoint}"),
+    ("verify/checkpoint as events", "verify {bundle} {checkpoint}", "{checkpoint}"),
+    ("report/checkpoint as events", "report {bundle} {checkpoint} -o {dir}/r", "{checkpoint}"),
+    ("info/events as checkpoint", "info {events}", "{events}"),
+    ("export/events as checkpoint", "export {events} -o {dir}/out", "{events}"),
     # unsupported layer (max pooling has no NIR form)
-    "export/unsupported layer": ("export {max_pool} -o {dir}/out_nir --artifacts nir", "MaxPool2d"),
-    "export/pool rewrite of a model without max pooling": (
-        "export {checkpoint} -o {dir}/out_rw --pool-rewrite sum --artifacts nir", "pool_rewrite"),
-    "run/unsupported layer": ("run {max_bundle} {events} --frontend nir", "frontend.nir"),
-    "report/unsupported layer": ("report {max_bundle} {events} --frontend nir -o {dir}/r", "frontend.nir"),
-}
-TRAIN_CASES = {  # train has no --json
-    "train/missing checkpoint": ("train --init-from {missing}", "{missing}"),
-    "train/events as checkpoint": ("train --init-from {events} --n-train 2 --n-test 2 --epochs 1 --out {dir}/t.st",
-                                   "{events}"),
-}
+    ("export/unsupported layer", "export {max_pool} -o {dir}/out_nir --artifacts nir", "MaxPool2d"),
+    ("export/pool rewrite of a model without max pooling",
+     "export {checkpoint} -o {dir}/out_rw --pool-rewrite sum --artifacts nir", "pool_rewrite"),
+    ("run/unsupported layer", "run {max_bundle} {events} --frontend nir", "frontend.nir"),
+    ("report/unsupported layer", "report {max_bundle} {events} --frontend nir -o {dir}/r", "frontend.nir"),
+]
+TRAIN_CASES = [  # train has no --json
+    ("train/missing checkpoint", "train --init-from {missing}", "{missing}"),
+    ("train/no samples", "train --n-train 0 --out {dir}/t.st", "n_samples"),
+    ("train/events as checkpoint", "train --init-from {events} --n-train 2 --n-test 2 --epochs 1 --out {dir}/t.st",
+     "{events}"),
+]
 
 
 def _args(line: str, files: dict[str, Path]) -> list[str]:
@@ -132,9 +139,8 @@ def _check_text(result, named: str) -> None:
     assert "this is a bug" not in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_gives_one_message_and_exit_1(files, case):
-    line, named = CASES[case]
+@pytest.mark.parametrize("case,line,named", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_message_and_exit_1(files, case, line, named):
     named = named.format(**files)
     _check_text(CliRunner().invoke(main, _args(line, files)), named)
     result = CliRunner().invoke(main, _args(line, files) + ["--json"])
@@ -145,9 +151,8 @@ def test_bad_input_gives_one_message_and_exit_1(files, case):
     assert payload["type"] != "InternalError", payload
 
 
-@pytest.mark.parametrize("case", list(TRAIN_CASES))
-def test_bad_train_input_gives_one_message_and_exit_1(files, case):
-    line, named = TRAIN_CASES[case]
+@pytest.mark.parametrize("case,line,named", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_bad_train_input_gives_one_message_and_exit_1(files, case, line, named):
     _check_text(CliRunner().invoke(main, _args(line, files)), named.format(**files))
 
 

@@ -145,3 +145,66 @@ def test_targets_command_on_a_nir_file_and_refusals(tmp_path):
     assert text.exit_code == 0 and "Speck software model" in text.output and "fits on 3 of 9 cores" in text.output
     bad = CliRunner().invoke(main, ["targets", str(path), "--target", "truenorth"])
     assert bad.exit_code == 1 and "unknown target" in bad.output and "Traceback" not in bad.output
+
+
+# -- Loihi on SANA-FE (calibrated simulator, optional extra, run in a child process) -------------
+def _netx_layers(tmp_path, **overrides):
+    from neurodeploy.exporters.netx import export_netx
+    from neurodeploy.runtimes.lava_fixed_point import read_netx_layers
+
+    torch.manual_seed(0)
+    config = MambaSpikeConfig.deployable(d_model=16, n_layers=1, conv_channels=4, spiking_channels=8, **overrides)
+    model = MambaSpike(config)
+    with torch.no_grad():  # biases large enough to matter while the pipeline fills
+        for conv in (model.spiking_frontend.conv1, model.spiking_frontend.conv2, model.spiking_frontend.conv3):
+            conv.weight.mul_(3.0)
+            conv.bias.add_(0.2)
+    path = tmp_path / "frontend.net"
+    export_netx(export_frontend(model, DT), path)
+    return read_netx_layers(path)[0]
+
+
+def test_loihi_timing_model_equals_the_unpipelined_one_without_biases(tmp_path):
+    import dataclasses
+
+    from neurodeploy.runtimes.contract import step_layers
+    from neurodeploy.runtimes.lava_fixed_point import FixedPointFrontend
+
+    layers = tuple(dataclasses.replace(l, bias=None) for l in _netx_layers(tmp_path))
+    frames = torch.poisson(torch.full((6, 2, 34, 34), 0.3), generator=torch.Generator().manual_seed(2)).numpy().astype(np.int64)
+    model = FixedPointFrontend(layers)
+    plain_layers = step_layers(model, torch.from_numpy(frames)[None]).values()
+    for plain, pipelined in zip(plain_layers, model.run_pipelined(frames)):
+        assert plain.sum() > 0
+        np.testing.assert_array_equal(plain[0].numpy().astype(np.int64), pipelined)
+
+
+def test_sanafe_run_is_refused_before_building_when_it_would_not_fit(tmp_path):
+    from neurodeploy.hardware.sanafe_network import SanafeError, run_sanafe
+
+    layers = _netx_layers(tmp_path)
+    frames = np.ones((2, 2, 34, 34), dtype=np.int64)
+    with pytest.raises(SanafeError, match=r"would need about .* GiB for [\d,]+ synapses"):
+        run_sanafe(layers, frames, budget_bytes=2 ** 20)
+    frames[0, 0, 0, 0] = 1000
+    with pytest.raises(SanafeError, match="bin finer"):
+        run_sanafe(layers, frames)
+
+
+@pytest.mark.slow
+def test_sanafe_spikes_equal_the_loihi_timing_model_with_energy_and_latency(tmp_path):
+    pytest.importorskip("sanafe")
+    from neurodeploy.hardware.sanafe_network import run_sanafe
+    from neurodeploy.runtimes.lava_fixed_point import FixedPointFrontend
+
+    layers = _netx_layers(tmp_path)
+    frames = torch.poisson(torch.full((6, 2, 34, 34), 0.4), generator=torch.Generator().manual_seed(3)).numpy().astype(np.int64)
+    assert frames.max() >= 2  # graded counts, split over input-neuron copies
+    result = run_sanafe(layers, frames)
+    reference = FixedPointFrontend(layers).run_pipelined(frames)
+    for name, ref, got in zip(result.layer_names, reference, result.spikes):
+        assert ref.sum() > 0, name
+        np.testing.assert_array_equal(got, ref, err_msg=name)
+    assert result.input_copies == int(frames.max())
+    assert len(result.energy_j_per_step) == 6 + len(layers) and (result.energy_j_per_step > 0).all()
+    assert (result.latency_s_per_step > 0).all() and result.energy_j > 0

@@ -1,4 +1,4 @@
-"""Checkpoints: reference v1/v2 layouts (built here from REFERENCE.md's key table), own format, bad files."""
+"""Checkpoints: reference v1/v2 layouts (built here from the reference's key table, docs/mamba_spike_model.md), own format, bad files."""
 import argparse
 import json
 import os
@@ -10,7 +10,7 @@ from neurodeploy.model import CheckpointError, MambaSpike, MambaSpikeConfig, loa
 from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
 from plain_reference import plain_forward
 
-# REFERENCE.md §1: state_dict keys of the N-MNIST model (v1: 64 keys; v2 adds 6 recurrent keys)
+# the reference implementation's state_dict keys of the N-MNIST model (v1: 64 keys; v2 adds 6 recurrent keys)
 FRONTEND_KEYS = {
     "spiking_frontend.conv1.weight": (32, 2, 3, 3), "spiking_frontend.conv1.bias": (32,),
     "spiking_frontend.conv2.weight": (32, 32, 3, 3), "spiking_frontend.conv2.bias": (32,),

@@ -37,7 +37,7 @@ def test_builtin_table_has_every_target_with_citations():
     assert loihi.energy_per("neuron_update").value == 52 and loihi.energy_per("neuron_update_active").value == 81
     assert table.get("cmos45nm").energy_per("mac").value == 4.6
     assert table.get("cmos45nm").energy_per("neuron_update") is None  # Horowitz gives none: not invented
-    assert all(not table.get(k).timing for k in REQUIRED_TARGETS)  # no citable step time in REFERENCE.md
+    assert all(not table.get(k).timing for k in REQUIRED_TARGETS)  # no citable step time (docs/energy_method.md)
 
 
 def test_energy_by_hand_loihi_and_cpu(tiny):

@@ -4,7 +4,7 @@ and writing, and the conv -> pool -> LIF chain walk.
 The exporter (`neurodeploy.exporters.nir`), the importer (`neurodeploy.exporters.nir_import`),
 the Lava layer mapping (`neurodeploy.exporters.netx`) and the runtimes (`neurodeploy.runtimes.nir`,
 `neurodeploy.runtimes.lava`) all read these conventions from here and nowhere else; the prose
-version is docs/time-and-lif.md and docs/bundle-format.md.
+version is docs/time_and_lif.md and docs/bundle_format.md.
 
 Graph layout (flat; one NIRGraph, no nested subgraphs). Shapes never include the batch::
 

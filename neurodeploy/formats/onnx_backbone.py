@@ -1,6 +1,6 @@
 """The ONNX backbone format of this toolkit: file names, input/output names, metadata keys and the
 streaming-state layout, shared by the exporter (`neurodeploy.exporters.onnx`) and the runtime
-(`neurodeploy.runtimes.onnxruntime`). docs/streaming-state.md explains the layout.
+(`neurodeploy.runtimes.onnxruntime`). docs/streaming_state.md explains the layout.
 
 Three graphs, one per way the backbone is driven:
 

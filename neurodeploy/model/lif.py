@@ -3,7 +3,7 @@
     v_t = beta * v_{t-1} + I_t              (integration)
     s_t = H(v_t - threshold), H(z) = [z > 0]  (strict compare)
 
-Reset variants (REFERENCE.md §1, DESIGN.md "LIF"):
+Reset variants (docs/time_and_lif.md):
   delayed   (snnTorch Leaky): the reset decided at t-1 is applied at t, before the compare:
             subtract: v_t = beta*v_{t-1} + I_t - s_{t-1}*thr
             zero:     v_t = beta*(1 - s_{t-1})*v_{t-1} + I_t

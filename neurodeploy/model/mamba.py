@@ -1,6 +1,6 @@
 """The Mamba block, whole and with its `step()`, after the official `mamba_simple.Mamba`.
 
-Parameter names and maths are the official block's (REFERENCE.md §1), so reference
+Parameter names and maths are the official block's (docs/mamba_spike_model.md), so reference
 checkpoints load unchanged:
 
     x, z  = in_proj(h).chunk(2)

@@ -5,7 +5,7 @@ except the input projection, whose input (the moving average of binary spikes) i
 Effective_MACs are measured from the recorded spikes, NeuroBench-style (nonzero inputs x
 nonzero weights of their column).
 
-What one step of one Mamba layer costs, as written in REFERENCE.md §1 (d = d_inner, n = d_state):
+What one step of one Mamba layer costs, as written in docs/mamba_spike_model.md (d = d_inner, n = d_state):
   MACs: in_proj d_model*2d, conv1d d*d_conv, x_proj d*(dt_rank+2n), dt_proj dt_rank*d,
         scan 4dn + 3d (delta*A, delta*u*B, h = dA*h + dBu, y = <h, C>; D*u, delta*u, the gate),
         out_proj d*d_model, residual add d_model.

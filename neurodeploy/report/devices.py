@@ -1,6 +1,6 @@
 """The versioned device table: per-operation energy (and, where published, timing) constants.
 
-The built-in table is `devices.json` beside this file (REFERENCE.md §5). Users add or override
+The built-in table is `devices.json` beside this file (docs/energy_method.md). Users add or override
 devices with a file of the same shape; every number in either file must carry its source,
 because the report prints no energy number without one.
 """

@@ -3,7 +3,7 @@
 An on-chip estimate needs the target's published timing: a whole-step time (`step_time_ns`),
 or per-operation times (`synaptic_op_ns`, `neuron_update_ns`), which give a serial bound (one
 core doing all the work of a step; a chip spreading the layers over cores is faster). The
-built-in table publishes no timing (REFERENCE.md §5 has none), so the built-in targets say
+built-in table publishes no timing (docs/energy_method.md), so the built-in targets say
 "unknown"; a devices file of the user's can add cited timing.
 """
 from __future__ import annotations

@@ -22,9 +22,9 @@ from neurodeploy.report.latency import MeasuredLatency, OnChipStepTime, measured
 from neurodeploy.report.record import SpikeRecord, record_run
 
 ESTIMATE_NOTE = ("Counts are measured from the run; energies are estimates: per-operation constants x counts, "
-                 "ignoring memory traffic and I/O (docs/energy.md). Calibration: no target is calibrated against a "
-                 "chip or a calibrated simulator; every figure is a per-operation estimate (`neurodeploy targets` "
-                 "says what fits each chip).")
+                 "ignoring memory traffic and I/O (method and sources: docs/energy_method.md in neurodeploy). "
+                 "Calibration: every figure here is a per-operation estimate; a calibrated Loihi figure (SANA-FE) "
+                 "comes from `neurodeploy targets BUNDLE --sanafe`.")
 
 
 @dataclass(frozen=True)

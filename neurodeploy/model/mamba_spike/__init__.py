@@ -1,6 +1,6 @@
 """The Mamba-Spike family: spiking conv front-end -> k-tap interface -> Mamba backbone -> head.
 
-Facts: REFERENCE.md §1 as restated in `docs/`; the config covers the reference v1/v2
+Facts: docs/mamba_spike_model.md; the config covers the reference v1/v2
 checkpoints and the deployable variants this toolkit trains.
 """
 from neurodeploy.model.mamba_spike.config import ConfigError, MambaSpikeConfig

@@ -184,7 +184,7 @@ def _reference_hints(container: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _infer_reference_config(path: Path, sd: Mapping[str, torch.Tensor], container: Mapping[str, Any]) -> MambaSpikeConfig:
-    """Read the variant off the weights and the stored snnTorch LIF buffers (REFERENCE.md §1)."""
+    """Read the variant off the weights and the stored snnTorch LIF buffers (docs/mamba_spike_model.md, "Checkpoints")."""
 
     def tensor(key: str) -> torch.Tensor:
         if key not in sd:

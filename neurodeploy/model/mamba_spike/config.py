@@ -1,4 +1,4 @@
-"""The one config that describes every Mamba-Spike variant (DESIGN.md, "The model family")."""
+"""The one config that describes every Mamba-Spike variant (docs/mamba_spike_model.md)."""
 from __future__ import annotations
 
 import dataclasses

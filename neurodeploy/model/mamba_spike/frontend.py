@@ -1,6 +1,6 @@
 """The spiking convolutional front-end: three conv -> (pool) -> LIF layers.
 
-Per time step t, with x_t (B, 2, H, W) event counts (REFERENCE.md §1):
+Per time step t, with x_t (B, 2, H, W) event counts (docs/mamba_spike_model.md):
 
     cur1 = pool(conv1(x_t)) [+ recurrent1(spk1[t-1]) for t > 0];  spk1 = lif1(cur1)
     cur2 = pool(conv2(spk1)) [+ recurrent2(spk2[t-1]) for t > 0]; spk2 = lif2(cur2)
