@@ -47,27 +47,67 @@ class PoolRewriteReport:
     spikes_before: dict[str, int]
     spikes_after: dict[str, int]
     changed_predictions: tuple[int, ...] | None
+    # layers that spiked before and are silent after; layers whose neurons fire at >= SATURATED of
+    # their steps after (and more than before): either way the layer stops carrying information
+    silent_layers: tuple[str, ...] = ()
+    saturated_layers: tuple[str, ...] = ()
+    neuron_steps: dict[str, int] = dataclasses.field(default_factory=dict)  # per layer: neurons x steps x samples
+    logit_drift_max: float | None = None  # max |logit after - logit before| over samples and classes
+    logit_drift_mean: float | None = None
+    synthetic: bool = True  # measured on synthetic counts, not on the user's recordings
+
+    @property
+    def prediction_agreement(self) -> float | None:
+        if self.changed_predictions is None:
+            return None
+        return 1.0 - len(self.changed_predictions) / self.n_samples
 
     def summary(self) -> str:
+        def rate(name: str, count: int) -> str:
+            steps = self.neuron_steps.get(name)
+            return f" ({count / steps:.1%})" if steps else ""
+
         layers = ", ".join(
-            f"{name} {self.spikes_before[name]} -> {self.spikes_after[name]}" for name in self.spikes_before
+            f"{name} {self.spikes_before[name]:,}{rate(name, self.spikes_before[name])} -> "
+            f"{self.spikes_after[name]:,}{rate(name, self.spikes_after[name])}" for name in self.spikes_before
         )
         if self.changed_predictions is None:
             predictions = "predictions not measured (front-end only)"
         else:
-            predictions = (f"{len(self.changed_predictions)}/{self.n_samples} predictions changed "
-                           f"(samples {list(self.changed_predictions)})")
+            predictions = (f"prediction agreement {self.prediction_agreement:.0%} "
+                           f"({len(self.changed_predictions)}/{self.n_samples} changed")
+            predictions += f", samples {list(self.changed_predictions)})" if self.changed_predictions else ")"
+        if self.logit_drift_max is not None:
+            predictions += f"; logit drift max {self.logit_drift_max:.3g}, mean {self.logit_drift_mean:.3g}"
+        warnings_ = []
+        if self.silent_layers:
+            warnings_.append(f"WARNING: {', '.join(self.silent_layers)} fell SILENT (no spikes after the rewrite): "
+                             "the layers after it see nothing; fine-tune instead (neurodeploy train --init-from)")
+        if self.saturated_layers:
+            warnings_.append(f"WARNING: {', '.join(self.saturated_layers)} SATURATED (>= {SATURATED:.0%} of "
+                             "neuron-steps spike after the rewrite); fine-tune instead (neurodeploy train --init-from)")
+        last = list(self.spikes_after)[-1] if self.spikes_after else None
+        if last is not None and self.spikes_after[last] == 0 and self.changed_predictions is not None:
+            warnings_.append(f"WARNING: {last} made no spikes after the rewrite, so the backbone saw none and the "
+                             "prediction agreement says nothing")
+        if self.synthetic:
+            warnings_.append("measured on SYNTHETIC samples, not on your recordings: pass --calibration FILE "
+                             "to measure on data you name")
         return (f"max pooling replaced by {self.rewrite} pooling, measured on {self.sample}: "
-                f"spikes {layers}; {predictions}")
+                f"spikes {layers}; {predictions}" + "".join(f". {w}" for w in warnings_))
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps({**dataclasses.asdict(self), "prediction_agreement": self.prediction_agreement},
+                          sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> PoolRewriteReport:
         data = json.loads(text)
+        data.pop("prediction_agreement", None)
         if data["changed_predictions"] is not None:
             data["changed_predictions"] = tuple(data["changed_predictions"])
+        for key in ("silent_layers", "saturated_layers"):
+            data[key] = tuple(data.get(key, ()))
         return cls(**data)
 
 
@@ -89,28 +129,39 @@ def _with_pooling(model: MambaSpike | SpikingFrontend, pooling: str) -> MambaSpi
     return rewritten.eval()
 
 
+SATURATED = 0.5  # fraction of neuron-steps spiking at which a layer counts as saturated
+
+
 @torch.no_grad()
 def rewrite_max_pooling(model: MambaSpike | SpikingFrontend, pool_rewrite: str,
-                        sample: torch.Tensor | None = None) -> tuple[MambaSpike | SpikingFrontend, PoolRewriteReport]:
+                        sample: torch.Tensor | None = None, *,
+                        sample_description: str | None = None
+                        ) -> tuple[MambaSpike | SpikingFrontend, PoolRewriteReport]:
     """Replace max pooling by `pool_rewrite` ("avg" or "sum") and measure what changes.
 
     The weights are kept as they are. Neither rewrite is scale-equivalent to max pooling:
     avg of four currents is at most their max, and sum of four currents is up to four times
     it for positive currents (and smaller for mixed signs), so spike counts move either way;
     the report says by how much on `sample` (`(N, T, 2, H, W)` event counts) or, when none is
-    given, on a seeded synthetic Poisson sample.
+    given, on a seeded synthetic Poisson sample. `sample_description` names the data (a
+    calibration file); without it a given sample is reported as synthetic.
     """
     if pool_rewrite not in POOL_REWRITES:
-        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r}; expected one of {POOL_REWRITES} (or None to refuse max pooling)")
+        raise UnsupportedLayerError(f"--pool-rewrite {pool_rewrite!r}: expected one of {POOL_REWRITES} "
+                                    "(pool_rewrite= in Python; leave it out to refuse max pooling)")
     if model.config.pooling != "max":
-        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with {model.config.pooling!r}, "
-                         "not max: nothing to rewrite; leave pool_rewrite=None")
+        raise UnsupportedLayerError(f"--pool-rewrite {pool_rewrite} given, but the model pools with "
+                                    f"{model.config.pooling!r}, not max: nothing to rewrite; leave --pool-rewrite out "
+                                    "(pool_rewrite=None)")
+    synthetic = sample is None or sample_description is None
     if sample is None:
         sample = synthetic_event_sample(model.config)
-        description = (f"a synthetic sample ({SYNTHETIC_SAMPLES} x {SYNTHETIC_STEPS} steps of Poisson counts, "
+        description = (f"synthetic samples ({SYNTHETIC_SAMPLES} x {SYNTHETIC_STEPS} steps of Poisson counts, "
                        f"rate {SYNTHETIC_RATE}, seed {SYNTHETIC_SEED})")
+    elif sample_description is None:
+        description = f"synthetic samples ({sample.shape[0]} x {sample.shape[1]} steps, given without a name)"
     else:
-        description = f"the supplied sample ({sample.shape[0]} x {sample.shape[1]} steps)"
+        description = f"{sample_description} ({sample.shape[0]} samples x {sample.shape[1]} steps)"
     rewritten = _with_pooling(model, pool_rewrite)
     model = model.eval()
 
@@ -123,13 +174,28 @@ def rewrite_max_pooling(model: MambaSpike | SpikingFrontend, pool_rewrite: str,
 
     before, logits_before = measure(model)
     after, logits_after = measure(rewritten)
-    changed = None
+    changed, drift_max, drift_mean = None, None, None
     if logits_before is not None:
         moved = logits_before.argmax(-1) != logits_after.argmax(-1)
         changed = tuple(int(i) for i in torch.nonzero(moved).flatten())
+        drift = (logits_after - logits_before).abs()
+        drift_max, drift_mean = float(drift.max()), float(drift.mean())
+    neuron_steps = {name: int(n) for name, n in zip(LAYER_NAMES, _neuron_steps(model, sample))}
+    silent = tuple(name for name in before if before[name] > 0 and after[name] == 0)
+    saturated = tuple(name for name in before if after[name] > before[name]
+                      and after[name] >= SATURATED * neuron_steps[name])
     report = PoolRewriteReport(pool_rewrite, description, int(sample.shape[0]), int(sample.shape[1]),
-                               before, after, changed)
+                               before, after, changed, silent, saturated, neuron_steps, drift_max, drift_mean,
+                               synthetic)
     return rewritten, report
+
+
+def _neuron_steps(model: MambaSpike | SpikingFrontend, sample: torch.Tensor) -> list[int]:
+    """Neurons x steps x samples of each LIF layer (the most spikes a layer can make on `sample`)."""
+    frontend = model.spiking_frontend if isinstance(model, MambaSpike) else model
+    with torch.no_grad():
+        spikes, _ = frontend(sample[:, :1])
+    return [int(s[0, 0].numel()) * int(sample.shape[0]) * int(sample.shape[1]) for s in spikes]
 
 
 # -- export ------------------------------------------------------------------------------
@@ -147,7 +213,8 @@ def _refuse_max_pooling(frontend: SpikingFrontend) -> None:
     raise UnsupportedLayerError(
         "spiking_frontend pools with MaxPool2d(2) after conv1 (pool1) and conv2 (pool2); NIR has no max "
         "pooling, so this front-end cannot be exported exactly. Ways out: (1) export with "
-        "pool_rewrite='avg' or 'sum' (an approximation: the export measures and reports how many spikes "
+        "--pool-rewrite avg|sum (pool_rewrite='avg' or 'sum' in Python; an approximation: the export measures "
+        "and reports how many spikes "
         "per layer and which predictions change); (2) fine-tune with pooling='avg' or 'sum' "
         "(MambaSpikeConfig.deployable()) and export that; (3) keep the front-end in PyTorch "
         "(neurodeploy.runtimes.torch.TorchFrontendRuntime)."
@@ -173,8 +240,9 @@ def export_frontend(model: MambaSpike | SpikingFrontend, dt_s: float, *, pool_re
         model, report = rewrite_max_pooling(model, pool_rewrite, sample)
         warnings.warn(report.summary(), stacklevel=2)
     elif pool_rewrite is not None:
-        raise UnsupportedLayerError(f"pool_rewrite={pool_rewrite!r} given, but the model pools with "
-                         f"{model.config.pooling!r}, not max: leave pool_rewrite=None")
+        raise UnsupportedLayerError(f"--pool-rewrite {pool_rewrite} given, but the model pools with "
+                                    f"{model.config.pooling!r}, not max: nothing to rewrite; leave --pool-rewrite out "
+                                    "(pool_rewrite=None)")
     frontend = model.spiking_frontend if isinstance(model, MambaSpike) else model
     config = frontend.config
     dt_s = float(dt_s)

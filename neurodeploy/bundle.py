@@ -17,6 +17,9 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,6 +90,9 @@ class ExportOptions:
     parity_samples: int = 2
     parity_steps: int = 20
     seed: int = 0
+    # the input transforms the model was trained with (events.transforms.Transforms.to_list()):
+    # recorded in the manifest, applied by `run` unless the user names others
+    transforms: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.artifacts) - set(ARTIFACT_CHOICES))
@@ -107,6 +113,13 @@ class Bundle:
     @property
     def dt_us(self) -> int:
         return int(self.manifest["dt_us"])
+
+    @property
+    def transforms(self):
+        """The input transforms recorded at export (`events.transforms.Transforms`; empty if none)."""
+        from neurodeploy.events.transforms import Transforms
+
+        return Transforms.from_list(self.manifest.get("transforms"))
 
     def path(self, key: str) -> Path:
         return self.directory / FILES[key]
@@ -204,18 +217,46 @@ def export(
     *,
     config: Any = None,
     sample_frames: torch.Tensor | None = None,
+    sample_description: str | None = None,
     progress: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> Bundle:
     """Write a bundle for a checkpoint (any format `load_checkpoint` reads) or a model.
 
     Artifacts that cannot be made (a front-end that does not map to NIR or Lava) are listed
     under `skipped` with the reason; the rest of the bundle is still written. `sample_frames`
-    `(N, T, 2, H, W)` is used for the parity figures (and the pooling-rewrite report); by
-    default a seeded synthetic sample.
+    `(N, T, 2, H, W)` is used for the parity figures (and the pooling-rewrite report), named by
+    `sample_description`; by default a seeded synthetic sample.
+
+    The bundle is written into a hidden folder beside `out_dir` and moved into place only when
+    complete, so a failed export leaves nothing behind. An existing bundle at `out_dir` is
+    replaced; any other non-empty folder only with `force=True`. Files are 0644, folders 0755.
     """
+    final_dir = Path(out_dir)
+    if final_dir.exists() and not final_dir.is_dir():
+        raise BundleError(f"{final_dir}: is a file; choose a folder for the bundle")
+    if final_dir.is_dir() and any(final_dir.iterdir()) and not (final_dir / MANIFEST).is_file() and not force:
+        raise BundleError(f"{final_dir}: not empty and not a bundle; choose another folder (or --force to replace it)")
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.partial-", dir=final_dir.parent))
+    try:
+        _write_bundle(checkpoint, work_dir, options, config=config, sample_frames=sample_frames,
+                      sample_description=sample_description, progress=progress)
+        for path in work_dir.iterdir():
+            path.chmod(0o644)
+        work_dir.chmod(0o755)
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        os.replace(work_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    return load_bundle(final_dir)
+
+
+def _write_bundle(checkpoint, out_dir: Path, options: ExportOptions, *, config, sample_frames, sample_description,
+                  progress) -> None:
     say = progress or (lambda message: None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(checkpoint, MambaSpike):
         model, source = checkpoint.eval(), "<in-memory model>"
     else:
@@ -233,7 +274,10 @@ def export(
         from neurodeploy.exporters.nir import rewrite_max_pooling
 
         say(f"rewriting max pooling as {options.pool_rewrite}")
-        model, report = rewrite_max_pooling(model, options.pool_rewrite, sample=frames)
+        # without named data, the rewrite's own (larger) synthetic sample, not the small parity one
+        model, report = rewrite_max_pooling(model, options.pool_rewrite,
+                                            sample=frames if sample_description is not None else None,
+                                            sample_description=sample_description)
         rewrite_report = {**json.loads(report.to_json()), "summary": report.summary()}
 
     graph = None
@@ -256,10 +300,6 @@ def export(
                           f"{reasons}")
     save_checkpoint(model, out_dir / FILES["model"])
     made = [name for name in FILES.values() if (out_dir / name).is_file() and name not in skipped]
-    # a re-export into the same folder must not keep stale artifacts listed
-    for stale in set(FILES.values()) - set(made):
-        if (out_dir / stale).exists() and stale in skipped:
-            (out_dir / stale).unlink()
     manifest = {
         "format": BUNDLE_FORMAT,
         "neurodeploy_version": __version__,
@@ -275,10 +315,10 @@ def export(
         "skipped": skipped,
         "parity": parity,
         "pool_rewrite": rewrite_report,
+        "transforms": [dict(t) for t in options.transforms],
         "export_seconds": {**timings, "total": time.perf_counter() - started},
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return load_bundle(out_dir)
 
 
 def _synthetic_frames(config: MambaSpikeConfig, options: ExportOptions) -> torch.Tensor:

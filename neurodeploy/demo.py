@@ -30,6 +30,7 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
     from neurodeploy.bundle import ExportOptions, export
     from neurodeploy.events.labels import labels_path_for, read_label_file
     from neurodeploy.model.mamba_spike.checkpoint import checkpoint_metadata
+    from neurodeploy.realtime import describe
     from neurodeploy.report import build_report, write_report
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
     from neurodeploy.stream import stream
@@ -58,17 +59,20 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
     summary = run.summary()
     lat = summary["step_latency_us"]
     say(f"accuracy {summary['accuracy']:.0%} ({sum(bool(r.correct) for r in results)}/{len(results)}); "
-        f"per-step latency p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us; real-time factor "
-        f"{summary['real_time_factor']:.1f}x")
+        f"per-step latency p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us; {describe(summary['real_time_factor'])}")
 
     frames, description = frames_of_samples(bundle, recording)
     record = record_frontend_run(bundle.frontend_runtime("nir"), frames, dt_s=dt_us / 1e6, name="nir")
     report = build_report(bundle.model(), record, targets=("loihi", "spinnaker2"), host="cpu", dt_s=dt_us / 1e6)
-    paths = write_report(report, out_dir / "report")
+    from neurodeploy.report.provenance import measured_what
+
+    paths = write_report(report, out_dir / "report",
+                         measured_what(bundle, recording, frontend="nir", command="neurodeploy demo"))
     say(f"energy report ({description}): {paths['html']}")
-    for target in ("loihi", "spinnaker2"):
+    energy_per_sample_j = {target: report.total_energy_j(target) for target in ("loihi", "spinnaker2")}
+    for target, joules in energy_per_sample_j.items():  # total_energy_j is already per sample: the report's figure
         say(f"  estimated energy per sample, front-end on {target} + backbone on cpu: "
-            f"{report.total_energy_j(target) / frames.shape[0] * 1e6:.1f} uJ (estimate; sources in the report)")
+            f"{joules * 1e6:.1f} uJ (estimate; sources in the report)")
     return {
         "bundle": str(bundle.directory),
         "frontend": frontend,
@@ -76,5 +80,6 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
         "summary": summary,
         "recorded_accuracy": float(meta["accuracy"]),
         "report": {k: str(v) for k, v in paths.items()},
+        "energy_per_sample_j": energy_per_sample_j,
         "seconds": time.perf_counter() - started,
     }

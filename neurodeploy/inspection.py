@@ -11,7 +11,8 @@ class InspectError(NeurodeployError, ValueError):
     """A file `inspect` cannot read as the kind its name says."""
 
 
-def describe(path: Path) -> dict[str, Any]:
+def describe(path: Path, *, transforms=None, reading: dict | None = None) -> dict[str, Any]:
+    """`transforms` and `reading` apply to event files (what a model would see of them)."""
     if path.is_dir():
         return _bundle(path)
     suffix = path.suffix.lower()
@@ -21,7 +22,7 @@ def describe(path: Path) -> dict[str, Any]:
         return _onnx(path)
     if suffix in (".safetensors", ".pth", ".pt", ".ckpt"):
         return _checkpoint(path)
-    return _events(path)
+    return _events(path, transforms, reading or {})
 
 
 def _bundle(path: Path) -> dict[str, Any]:
@@ -40,7 +41,27 @@ def _bundle(path: Path) -> dict[str, Any]:
         "artifacts": {name: f"{e['bytes']:,} bytes, sha256 {e['sha256'][:16]}" for name, e in m["artifacts"].items()},
         "skipped": m["skipped"] or "none",
         "parity": m["parity"],
+        "input_transforms": bundle.transforms.describe(),
+        "approximation": (m.get("pool_rewrite") or {}).get("summary") or "none (the front-end is the checkpoint's)",
+        "targets": _targets(bundle.path("frontend_nir")) if bundle.has("frontend_nir") else
+        "no NIR front-end: no chip check (see `skipped`)",
     }
+
+
+def _targets(nir_path: Path) -> dict[str, str]:
+    """One line per hardware target (the verdicts of `neurodeploy targets`, without the runs)."""
+    from neurodeploy.formats.nir_frontend import read_frontend
+    from neurodeploy.hardware.fit import check_targets
+    from neurodeploy.hardware.layers import spiking_layers
+
+    lines = {}
+    for verdict in check_targets(spiking_layers(read_frontend(nir_path))):
+        if verdict.fits:
+            lines[verdict.target] = "fits"
+            continue
+        reasons = list(verdict.reasons) + [r for layer in verdict.layers for r in layer.reasons]
+        lines[verdict.target] = f"does not fit: {reasons[0]}" + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
+    return lines
 
 
 def _nir(path: Path) -> dict[str, Any]:
@@ -87,16 +108,32 @@ def _onnx(path: Path) -> dict[str, Any]:
 def _checkpoint(path: Path) -> dict[str, Any]:
     from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint
 
+    from neurodeploy.model.mamba_spike.provenance import checkpoint_facts
+
     model, config = load_checkpoint(path)
-    return {"kind": "checkpoint", "path": str(path), "parameters": sum(p.numel() for p in model.parameters()),
-            "config": config.to_dict()}
+    facts = checkpoint_facts(path)
+    return {"kind": "checkpoint", "path": str(path), "detected": facts["kind"],
+            "dt_us": facts["dt_us"], "dt_source": facts["dt_source"],
+            "recorded_accuracy": facts["recorded_accuracy"],
+            "parameters": sum(p.numel() for p in model.parameters()), "config": config.to_dict()}
 
 
-def _events(path: Path) -> dict[str, Any]:
-    from neurodeploy.events import detect_format, load
+def _events(path: Path, transforms, reading: dict[str, Any]) -> dict[str, Any]:
+    from neurodeploy.events import detect_format
+    from neurodeploy.sources import load_fitted
 
-    fmt = detect_format(path)
-    recording = load(path)
+    fmt = reading.get("format") or detect_format(path)
+    raw = load_fitted(path, None, None, **reading)
+    payload = _event_summary(path, fmt, raw)
+    if transforms:
+        after = transforms(raw)
+        payload["after_transforms"] = {"transforms": transforms.describe(),
+                                       **{k: v for k, v in _event_summary(path, fmt, after).items()
+                                          if k not in ("kind", "path", "format", "decode")}}
+    return payload
+
+
+def _event_summary(path: Path, fmt: str, recording) -> dict[str, Any]:
     events = recording.events
     duration = int(events["t"][-1] - events["t"][0]) if len(events) else 0
     return {

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +38,15 @@ from neurodeploy.bundle import Bundle, load_bundle
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.events.binning import FrameBinner, to_frames_dt
 from neurodeploy.events.labels import LabelSegment, labels_beside, read_label_file
+from neurodeploy.events.transforms import SensorSizeError, TransformedSource, Transforms, as_transforms, check_fits
+from neurodeploy.realtime import real_time_factor
 from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
 from neurodeploy.sources import open_source
 
 Overflow = Literal["block", "drop_oldest"]
-EventTransform = Callable[[np.ndarray], np.ndarray]
 _END = object()
+BACKLOG_LAG_S = 1.0  # a live packet older than this when taken: the pipeline is behind
+BACKLOG_WARN_EVERY_S = 5.0
 
 
 class StreamError(NeurodeployError, ValueError):
@@ -115,6 +119,11 @@ class StreamStats:
     step_latency_us: list[float] = field(default_factory=list)
     decision_latency_us: list[float] = field(default_factory=list)
     source: dict[str, int] = field(default_factory=dict)
+    max_backlog_packets: int = 0  # live: packets waiting in the queue, at most
+    max_lag_s: float = 0.0  # live: age of a packet when the pipeline took it, at most
+    backlog_warnings: int = 0
+    events_removed_by_transforms: int = 0
+    first_t_us: int | None = None  # the first event's timestamp: the recording's start
 
     def summary(self, dt_us: int, results: list[SampleResult]) -> dict[str, Any]:
         lat = np.asarray(self.step_latency_us, dtype=np.float64)
@@ -133,9 +142,17 @@ class StreamStats:
             "step_latency_us": _percentiles(lat),
             "decision_latency_us": _percentiles(np.asarray(self.decision_latency_us, dtype=np.float64)),
             "wall_s": self.wall_s,
-            # > 1 means faster than real time: simulated seconds per second of compute
-            "real_time_factor": (simulated_s / self.compute_s) if self.compute_s > 0 else None,
+            # recorded time / wall time of processing (neurodeploy.realtime): > 1 is faster than real time
+            "real_time_factor": real_time_factor(simulated_s, self.compute_s),
             "source": dict(self.source),
+            "max_backlog_packets": self.max_backlog_packets,
+            "max_lag_s": self.max_lag_s,
+            "backlog_warnings": self.backlog_warnings,
+            # events that did not reach the model: dropped on overflow, or by the source (out of bounds, by
+            # request); packets / bytes the transport lost are in source.packets_lost / bytes_lost
+            "events_lost": self.events_dropped + int(self.source.get("out_of_bounds", 0)),
+            "events_removed_by_transforms": self.events_removed_by_transforms,
+            "first_t_us": self.first_t_us,
         }
         return out
 
@@ -156,19 +173,25 @@ class _Queued:
         self.stats = stats
         self.queue: queue.Queue = queue.Queue(maxsize=options.queue_packets)
         self.error: BaseException | None = None
+        self.full_events = 0  # puts that found the queue full (blocked, or dropped the oldest)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._pump, name="neurodeploy-source", daemon=True)
         self._thread.start()
 
     def _put(self, item: Any) -> None:
         if self.options.overflow == "block" or item is _END:
-            self.queue.put(item)
+            try:
+                self.queue.put_nowait(item)
+            except queue.Full:
+                self.full_events += 1
+                self.queue.put(item)
             return
         while True:
             try:
                 self.queue.put_nowait(item)
                 return
             except queue.Full:
+                self.full_events += 1
                 try:
                     dropped = self.queue.get_nowait()
                 except queue.Empty:
@@ -216,14 +239,18 @@ class StreamRun:
         *,
         live: bool = False,
         labels_path: Path | None = None,
+        warn: Any = None,
     ):
         self.frontend = frontend
+        # live sources that fall behind are reported through `warn(message)` (default: warnings.warn)
+        self.warn = warn or (lambda message: warnings.warn(message, RuntimeWarning, stacklevel=3))
         self.backbone = backbone
         self.source = source
         self.sensor_size = tuple(sensor_size)
         self.options = options
         self.live = live
         self.labels_path = labels_path  # the labels file the samples were cut by, if any
+        self.runtimes: tuple[str, str] | None = None  # (front-end, back-end) names, set by stream()
         self.stats = StreamStats()
         self.results: list[SampleResult] = []
 
@@ -243,7 +270,9 @@ class StreamRun:
         if self.live:
             queued = _Queued(self.source, self.options, self.stats)
             try:
-                yield from queued
+                for arrival, packet in queued:
+                    self._watch_backlog(queued, arrival)
+                    yield arrival, packet
             finally:
                 queued.stop()
             return
@@ -258,6 +287,26 @@ class StreamRun:
                     time.sleep(delay)
             yield time.perf_counter(), packet
 
+    def _watch_backlog(self, queued: _Queued, arrival: float) -> None:
+        """A live source that the pipeline cannot keep up with: say so, with the backlog, at most every
+        BACKLOG_WARN_EVERY_S, and suggest dropping instead of falling further behind."""
+        backlog = queued.queue.qsize()
+        lag = time.perf_counter() - arrival
+        self.stats.max_backlog_packets = max(self.stats.max_backlog_packets, backlog)
+        self.stats.max_lag_s = max(self.stats.max_lag_s, lag)
+        full = queued.full_events > getattr(self, "_full_seen", 0)  # the queue filled up since the last look
+        self._full_seen = queued.full_events
+        behind = lag > BACKLOG_LAG_S or full
+        now = time.monotonic()
+        if behind and now - getattr(self, "_last_warning", -math.inf) >= BACKLOG_WARN_EVERY_S:
+            self._last_warning = now
+            self.stats.backlog_warnings += 1
+            advice = ("pass --overflow drop_oldest to drop the oldest packets (counted) and stay current"
+                      if self.options.overflow == "block" else
+                      f"dropping the oldest packets ({self.stats.packets_dropped} so far, counted)")
+            self.warn(f"the pipeline is falling behind the live source: {backlog} packets queued "
+                      f"(bound {self.options.queue_packets}), the packet taken now arrived {lag:.2f} s ago; {advice}")
+
     # -- the loop -----------------------------------------------------------------------
     def __iter__(self) -> Iterator[SampleResult]:
         start = time.perf_counter()
@@ -268,6 +317,8 @@ class StreamRun:
             source_stats = getattr(self.source, "stats", None)
             if source_stats is not None and hasattr(source_stats, "as_dict"):
                 self.stats.source = source_stats.as_dict()
+            if isinstance(self.source, TransformedSource):
+                self.stats.events_removed_by_transforms = self.source.events_in - self.source.events_out
 
     def _segments(self, first_t: int) -> Iterator[tuple[int, int | None, int | None]]:
         """(start, end or None for open-ended, label) of each sample."""
@@ -292,6 +343,7 @@ class StreamRun:
             self.stats.events_received += len(packet)
             while len(packet):
                 if segments is None:
+                    self.stats.first_t_us = int(packet["t"][0])
                     segments = self._segments(int(packet["t"][0]))
                     pending_segment = next(segments, None)
                 if sample is None:
@@ -423,29 +475,47 @@ def offline_frames(events: np.ndarray, sensor_size: tuple[int, int], dt_us: int,
     return to_frames_dt(inside, sensor_size, dt_us, t_start=start, n_bins=n_bins, dtype=np.float32)
 
 
-def check_sensor_size(bundle: Bundle, sensor_size: tuple[int, int], source: str) -> None:
-    """Refuse events whose sensor size is not the model's input size, naming both."""
+def check_sensor_size(bundle: Bundle, sensor_size: tuple[int, int], source: str,
+                      transforms: Transforms | None = None) -> None:
+    """Refuse events whose sensor size (after `transforms`) is not the model's input size, naming
+    both and the transform flags that fit them (events.transforms.check_fits)."""
     c = bundle.config
-    if tuple(sensor_size) != (c.input_width, c.input_height):
-        raise StreamError(f"{source}: sensor size {sensor_size[0]}x{sensor_size[1]}, but the model expects "
-                          f"{c.input_width}x{c.input_height}; crop or resize the events first")
+    try:
+        check_fits(source, tuple(sensor_size), transforms or Transforms(), (c.input_width, c.input_height))
+    except SensorSizeError as err:
+        raise StreamError(str(err)) from None
 
 
-def _sensor_size_after(transforms: Sequence[EventTransform], sensor_size: tuple[int, int]) -> tuple[int, int]:
-    # a transform that changes the geometry (a crop, a downscale) gives its output size through an
-    # `output_sensor_size(sensor_size)` method; every other transform keeps the sensor size
-    for transform in transforms:
-        resize = getattr(transform, "output_sensor_size", None)
-        if resize is not None:
-            sensor_size = tuple(resize(sensor_size))
-    return sensor_size
+def pick_runtimes(bundle: Bundle, frontend: str | None, backbone: str | None,
+                  say: Callable[[str], None] | None = None) -> tuple[str, str]:
+    """The best runtimes the bundle has, when none is named: the NIR front-end if present, else torch;
+    the onnxruntime backbone if present, else torch. Says which through `say`."""
+    chosen = []
+    if frontend is None:
+        frontend = "nir" if bundle.has("frontend_nir") else "torch"
+        chosen.append(f"front-end {frontend}" + ("" if frontend == "nir" else " (no NIR in this bundle)"))
+    if backbone is None:
+        backbone = "onnxruntime" if bundle.has("backbone_step") else "torch"
+        chosen.append(f"backbone {backbone}" + ("" if backbone == "onnxruntime" else " (no ONNX in this bundle)"))
+    if chosen and say is not None:
+        say("runtimes: " + ", ".join(chosen) + " (the best this bundle has; --frontend / --backbone choose others)")
+    return frontend, backbone
 
 
-def _transformed(packets: Iterable[np.ndarray], transforms: Sequence[EventTransform]) -> Iterator[np.ndarray]:
-    for packet in packets:
-        for transform in transforms:
-            packet = transform(packet)
-        yield packet
+def input_transforms(bundle: Bundle, given: Transforms | None, say: Callable[[str], None] | None = None) -> Transforms:
+    """`given` transforms when there are any, else those the bundle recorded at export; says which."""
+    say = say or (lambda line: None)
+    recorded = bundle.transforms
+    if given:
+        if recorded and recorded != given:
+            say(f"input transforms: {given.describe()} (from the flags, instead of the bundle's "
+                f"{recorded.describe()})")
+        else:
+            say(f"input transforms: {given.describe()}")
+        return given
+    if recorded:
+        say(f"input transforms: {recorded.describe()} (recorded in the bundle at export; transform flags replace them)")
+    return recorded
 
 
 def _steps_per_sample(dt_us: int, labels: tuple[LabelSegment, ...] | None, window_us: int | None) -> int | None:
@@ -457,43 +527,60 @@ def _steps_per_sample(dt_us: int, labels: tuple[LabelSegment, ...] | None, windo
     return None
 
 
-def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray], *, frontend: str = "nir",
-           backbone: str = "onnxruntime", sensor_size: tuple[int, int] | None = None, follow: bool = False,
+def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray], *, frontend: str | None = None,
+           backbone: str | None = None, sensor_size: tuple[int, int] | None = None, follow: bool = False,
            format: str | None = None, idle_timeout_s: float = 2.0,
            labels: str | Path | Sequence[LabelSegment] | None = None, window_us: int | None = None,
-           transforms: Sequence[EventTransform] = (), live: bool | None = None,
-           steps_per_sample: int | None = None, **options: Any) -> StreamRun:
+           transforms: Transforms | Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
+           live: bool | None = None,
+           steps_per_sample: int | None = None, truncated: str | None = None, out_of_bounds: str = "error",
+           non_monotonic: str = "error", layout: str | None = None, event_stream: str | None = None,
+           say: Callable[[str], None] | None = None,
+           warn: Callable[[str], None] | None = None, **options: Any) -> StreamRun:
     """Open a stream: the one way in, for `neurodeploy run`, `neurodeploy demo` and `neurodeploy.stream()`.
 
     1. `bundle`: a Bundle or a bundle folder (loaded and checked).
-    2. `source`: an event file path, `-` or an address (see neurodeploy.sources), or an
+    2. `source`: an event file path, `-` or an address (see neurodeploy.sources), read with the
+       policy `truncated` / `out_of_bounds` / `non_monotonic` (events.ReadPolicy), or an
        iterable of event packets (then `sensor_size` is needed).
-    3. `transforms`: callables events -> events applied to every packet, in order.
-    4. The sensor size (after the transforms) must be the model's input size.
+    3. `transforms` (`events.transforms.Transforms`: crop, downsample, denoise...; or a list of
+       callables events -> events, a geometry-changing one with `output_sensor_size`) fit the sensor
+       to the model, on every packet, files and live sources alike; none given: the ones the
+       bundle recorded at export (`input_transforms`).
+    4. The sensor size (after the transforms) must be the model's input size; the error names
+       the transform flags that fit it.
     5. Samples: `labels` (a labels file or segments), else `window_us`, else the labels file
        beside an event file (`<file>.labels.csv`), else the whole stream is one sample.
-    6. The runtimes: `frontend` (torch | nir | lava) and `backbone` (onnxruntime | torch); Lava
-       lays samples out on its clock and gets the longest sample's length (`steps_per_sample`,
-       by default from the labels or the window).
+    6. The runtimes: `frontend` (torch | nir | lava) and `backbone` (onnxruntime | torch), by
+       default the best the bundle has (`pick_runtimes`); Lava lays samples out on its clock and
+       gets the longest sample's length (`steps_per_sample`, by default from the labels or the window).
     `live`: read the source on a thread through a bounded queue (default: as the source says;
-    True replays a file as a live source). `options` are further StreamOptions fields;
-    `dt_us` defaults to the bundle's. Iterate the returned run for per-sample results; close
-    it (or use `with`) to release the runtimes.
+    True replays a file as a live source). `say(line)` gets the notes (runtimes and transforms
+    chosen), `warn(line)` a live source falling behind. `options` are further StreamOptions
+    fields; `dt_us` defaults to the bundle's. Iterate the returned run for per-sample results;
+    close it (or use `with`) to release the runtimes.
     """
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     options.setdefault("dt_us", bundle.dt_us)
+    notes: list[str] = []  # said once the source is open and fits: an error comes before any output
+    frontend, backbone = pick_runtimes(bundle, frontend, backbone, notes.append)
+    transforms = input_transforms(bundle, as_transforms(transforms), notes.append)
     if isinstance(source, (str, Path)):
         opened = open_source(str(source), sensor_size=sensor_size, follow=follow, format=format,
-                             idle_timeout_s=idle_timeout_s)
+                             idle_timeout_s=idle_timeout_s, truncated=truncated, out_of_bounds=out_of_bounds,
+                             non_monotonic=non_monotonic, layout=layout, event_stream=event_stream)
         packets, size, source_live, name = opened.packets, opened.sensor_size, opened.live, str(source)
     else:
         if sensor_size is None:
             raise StreamError("a packet iterable carries no sensor size: pass sensor_size=(width, height)")
         packets, size, source_live, name = source, tuple(sensor_size), False, "<packets>"
+    check_sensor_size(bundle, size, name, transforms)
     if transforms:
-        packets, size = _transformed(packets, transforms), _sensor_size_after(transforms, size)
-    check_sensor_size(bundle, size, name)
+        packets = TransformedSource(packets, size, transforms)
+        size = packets.sensor_size
+    for line in notes if say is not None else ():
+        say(line)
 
     labels_path = None
     if labels is None and window_us is None and isinstance(source, (str, Path)):
@@ -505,9 +592,11 @@ def stream(bundle: Bundle | str | Path, source: str | Path | Iterable[np.ndarray
         steps_per_sample = _steps_per_sample(options["dt_us"], segments, window_us)
     stream_options = StreamOptions(labels=segments, window_us=window_us, **options)
     runtime_options = {} if steps_per_sample is None else {"steps_per_sample": steps_per_sample}
-    return StreamRun(bundle.frontend_runtime(frontend, **runtime_options), bundle.backbone_runtime(backbone),
-                     packets, size, stream_options, live=source_live if live is None else live,
-                     labels_path=labels_path)
+    run = StreamRun(bundle.frontend_runtime(frontend, **runtime_options), bundle.backbone_runtime(backbone),
+                    packets, size, stream_options, live=source_live if live is None else live,
+                    labels_path=labels_path, warn=warn)
+    run.runtimes = (frontend, backbone)
+    return run
 
 
 class _CallableModule(types.ModuleType):

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from neurodeploy.bundle import load_bundle
@@ -75,26 +76,37 @@ def targets_report(path: str | Path, targets: Sequence[str] = (), *, limits_file
 
 
 def _sanafe_run(netx: Path | None, config: MambaSpikeConfig | None, steps: int) -> dict[str, Any]:
-    """One synthetic sample on SANA-FE's Loihi, checked spike for spike against the toolkit's
-    Loihi-timing model (`FixedPointFrontend.run_pipelined`) before its figures are reported."""
+    """One synthetic sample on SANA-FE's Loihi (see `sanafe_on_frames`)."""
     if netx is None or config is None:
-        return {"ran": False, "reason": "needs a bundle with a netx front-end (frontend.net): export with deployable "
-                                        "settings (sum/avg pooling, reset zero, immediate, no recurrence)"}
-    layers, _ = read_netx_layers(netx)
+        return {"ran": False, "reason": NO_NETX}
     frames = synthetic_event_sample(config, n_samples=1, n_steps=steps)[0].numpy().astype("int64")
+    return sanafe_on_frames(netx, frames, f"1 synthetic Poisson sample x {steps} steps")
+
+
+NO_NETX = ("needs a bundle with a netx front-end (frontend.net): export with deployable settings "
+           "(sum/avg pooling, reset zero, immediate, no recurrence)")
+
+
+def sanafe_on_frames(netx: Path, frames, data: str) -> dict[str, Any]:
+    """Event-count frames `(T, 2, H, W)` of one sample on SANA-FE's Loihi, checked spike for spike
+    against the toolkit's Loihi-timing model (`FixedPointFrontend.run_pipelined`) before its
+    energy and latency are reported; `ran: False` with the reason when SANA-FE cannot run it."""
+    layers, _ = read_netx_layers(netx)
+    frames = np.asarray(frames).astype(np.int64)
     try:
         result = run_sanafe(layers, frames)
     except SanafeError as err:
         return {"ran": False, "reason": str(err)}
     reference = FixedPointFrontend(layers).run_pipelined(frames)
     agreement = {name: float((ref == got).mean()) for name, ref, got in zip(result.layer_names, reference, result.spikes)}
-    per_step_j = result.energy_j / frames.shape[0]
-    per_step_s = result.latency_s / frames.shape[0]
+    steps = frames.shape[0]
     return {
-        "ran": True, "data": f"1 synthetic Poisson sample x {steps} steps (plus {len(layers)} pipeline steps)",
+        "ran": True, "data": f"{data} (plus {len(layers)} pipeline steps)",
         "spike_agreement_with_loihi_timing_model": agreement,
-        "energy_j_per_step": per_step_j, "energy_error": SANAFE_ENERGY_ERROR,
-        "latency_s_per_step": per_step_s, "latency_error": SANAFE_LATENCY_ERROR,
+        "energy_j_per_step": result.energy_j / steps, "energy_j_per_sample": result.energy_j,
+        "energy_error": SANAFE_ENERGY_ERROR,
+        "latency_s_per_step": result.latency_s / steps, "peak_step_s": float(result.latency_s_per_step.max()),
+        "latency_error": SANAFE_LATENCY_ERROR,
         "synapses": result.synapses, "neurons": result.neurons, "cores_used": result.cores_used,
         "input_copies": result.input_copies, "peak_rss_bytes": result.peak_rss_bytes,
         "source": "SANA-FE 2.2.9 loihi.yaml (Boyle et al., IEEE TCAD 2025: energy within 12 %, latency within 25 % "

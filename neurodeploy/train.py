@@ -42,6 +42,10 @@ from neurodeploy.events.synthetic import NmnistLike
 from neurodeploy.events.types import Recording
 from neurodeploy.model import MambaSpike, MambaSpikeConfig, load_checkpoint, save_checkpoint
 
+class TrainError(NeurodeployError, ValueError):
+    """Training data or a fine-tuning start that cannot be used; the message names the file and the way out."""
+
+
 SENSOR_SIZE = (34, 34)  # (width, height) of the N-MNIST-like generator
 NUM_CLASSES = 10
 
@@ -167,6 +171,8 @@ def deployable_from_checkpoint(path: str | Path, **overrides: Any) -> tuple[Mamb
     """
     source, source_config = load_checkpoint(path)
     config = deployable_config(source_config, **overrides)
+    if (config.input_width, config.input_height) != (source_config.input_width, source_config.input_height):
+        raise TrainError(f"{path}: the input size may not change on fine-tuning")
     model = MambaSpike(config)
     state = source.state_dict()
     target = model.state_dict()
@@ -178,6 +184,66 @@ def deployable_from_checkpoint(path: str | Path, **overrides: Any) -> tuple[Mamb
         )
     model.load_state_dict(state, strict=True)
     return model.train(), config
+
+
+def conversion_changes(before: MambaSpikeConfig, after: MambaSpikeConfig) -> list[str]:
+    """What fine-tuning from a checkpoint changes, in words (pooling, reset, interface...)."""
+    why = {"pooling": "NIR and Lava have no max pooling", "interface": "no look-ahead when streaming",
+           "reset": "Lava's LIF resets to zero", "reset_timing": "Lava resets in the same step"}
+    changes = []
+    for name, a in before.to_dict().items():
+        b = after.to_dict()[name]
+        if a != b:
+            changes.append(f"{name}: {a} -> {b}" + (f" ({why[name]})" if name in why else ""))
+    return changes
+
+
+def split_dataset(data: FrameDataset, test_fraction: float, seed: int) -> tuple[FrameDataset, FrameDataset]:
+    """A seeded split into training and held-out samples (at least one of each)."""
+    if len(data) < 2:
+        raise TrainError(f"{len(data)} labelled sample(s): need at least 2 to hold one out for testing "
+                         "(or pass --test-data)")
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(data)))
+    n_test = min(len(data) - 1, max(1, round(len(data) * test_fraction)))
+    test, train_ = order[:n_test], order[n_test:]
+    return (FrameDataset(data.frames[train_], data.labels[train_], seed, data.dt_us),
+            FrameDataset(data.frames[test], data.labels[test], seed, data.dt_us))
+
+
+def recordings_dataset(source: str | Path, dt_us: int, *, labels_csv: str | Path | None = None, transforms=None,
+                       model_size: tuple[int, int] = SENSOR_SIZE, reading: Mapping[str, Any] | None = None,
+                       n_bins: int | None = None) -> FrameDataset:
+    """The user's labelled recordings as a FrameDataset: `source` is an event file (segments from
+    `labels_csv`, default `FILE.labels.csv`) or a folder of event files each with its
+    `.labels.csv`. Events go through `transforms` (checked against `model_size`); every segment is
+    binned from its start at `dt_us`, `n_bins` (default: the longest segment's) bins each."""
+    from neurodeploy.events.labels import labels_beside, read_label_file
+    from neurodeploy.sources import load_fitted
+
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.endswith(".labels.csv")
+                       and labels_beside(str(p)))
+        if not files:
+            raise TrainError(f"{source}: no event file with a FILE.labels.csv beside it; label your recordings "
+                             "(t_start_us,t_end_us,label rows)")
+        pairs = [(p, labels_beside(str(p))) for p in files]
+    else:
+        csv = Path(labels_csv) if labels_csv else labels_beside(str(source))
+        if csv is None:
+            raise TrainError(f"{source}: no labels; pass --labels CSV (t_start_us,t_end_us,label rows) or put "
+                             f"{source.name}.labels.csv beside it")
+        pairs = [(source, csv)]
+    loaded = [(load_fitted(path, transforms, model_size, **dict(reading or {})), read_label_file(csv))
+              for path, csv in pairs]
+    longest = max(seg.t_end_us - seg.t_start_us for _, segments in loaded for seg in segments)
+    n_bins = n_bins or n_bins_for(longest, dt_us)
+    frames, labels = [], []
+    for recording, segments in loaded:
+        for seg in segments:
+            frames.append(bin_recording(recording, dt_us, n_bins, seg.t_start_us, seg.t_end_us))
+            labels.append(seg.label)
+    return FrameDataset(torch.from_numpy(np.stack(frames)), torch.tensor(labels, dtype=torch.int64), -1, dt_us)
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -198,7 +264,8 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 20
     grad_clip: float = 1.0
-    model: Mapping[str, Any] = field(default_factory=lambda: dict(SMALL_MODEL))  # MambaSpikeConfig.deployable overrides
+    # MambaSpikeConfig.deployable overrides; None: SMALL_MODEL from scratch, the checkpoint's own sizes with init_from
+    model: Mapping[str, Any] | None = None
     init_from: str | None = None  # a checkpoint to fine-tune, rebuilt with deployable settings
     num_threads: int | None = 2   # torch intra-op threads while training (None: leave as is)
     deterministic: bool = True
@@ -207,8 +274,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["model"] = dict(self.model)
+        out["model"] = self.model_overrides()
         return out
+
+    def model_overrides(self) -> dict[str, Any]:
+        if self.model is not None:
+            return dict(self.model)
+        return {} if self.init_from else dict(SMALL_MODEL)
 
 
 @dataclass
@@ -335,11 +407,20 @@ def _train(config: TrainConfig, train_data, test_data, show: bool, console) -> T
         # 2. model, seeded
         torch.manual_seed(config.seed)
         if config.init_from:
-            model, model_config = deployable_from_checkpoint(config.init_from, **dict(config.model))
+            model, model_config = deployable_from_checkpoint(config.init_from, **config.model_overrides())
         else:
-            model_config = MambaSpikeConfig.deployable(**dict(config.model))
+            model_config = MambaSpikeConfig.deployable(**config.model_overrides())
             model = MambaSpike(model_config)
         model.train()
+        for name, data in (("training", train_data), ("test", test_data)):
+            if len(data) and int(data.labels.max()) >= model_config.num_classes or int(data.labels.min()) < 0:
+                raise TrainError(f"the {name} labels run {int(data.labels.min())}..{int(data.labels.max())}, the model "
+                                 f"has {model_config.num_classes} classes (0..{model_config.num_classes - 1})")
+            shape = tuple(data.frames.shape[2:])
+            expected = (model_config.input_channels, model_config.input_height, model_config.input_width)
+            if shape != expected:
+                raise TrainError(f"the {name} frames are {shape}, the model takes {expected}; fit the events "
+                                 "with --downsample / --crop / --center-crop")
         n_params = sum(p.numel() for p in model.parameters())
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps_per_epoch = -(-len(train_data) // config.batch_size)

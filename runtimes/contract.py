@@ -22,6 +22,7 @@ docs/architecture.md ("The runtime contract") describes it for contributors.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -167,7 +168,8 @@ class BackboneRuntime(_Closing, ABC):
 # -- the one stepping loop ----------------------------------------------------------------
 @torch.no_grad()
 def _stepped_layers(runtime: FrontendRuntime, frames: torch.Tensor,
-                    step_seconds: list[float] | None) -> dict[str, torch.Tensor]:
+                    step_seconds: list[float] | None,
+                    on_step: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
     runtime.reset(frames.shape[0])
     per_layer: dict[str, list[torch.Tensor]] = {}
     for t in range(frames.shape[1]):
@@ -175,31 +177,38 @@ def _stepped_layers(runtime: FrontendRuntime, frames: torch.Tensor,
         runtime.step(frames[:, t])
         if step_seconds is not None:
             step_seconds.append(time.perf_counter() - start)
+        if on_step is not None:
+            on_step()
         for name, s in runtime.layer_spikes.items():
             per_layer.setdefault(name, []).append(torch.as_tensor(s).float())
     return {name: torch.stack(v, dim=1) for name, v in per_layer.items()}
 
 
 def step_layers(runtime: FrontendRuntime, frames: torch.Tensor, *,
-                step_seconds: list[float] | None = None) -> dict[str, torch.Tensor]:
+                step_seconds: list[float] | None = None,
+                on_step: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
     """Every layer's spikes `(B, T, C, H, W)` of a FrontendRuntime stepped over `frames (B, T, 2, H, W)`.
 
     Step t of the result is input step t. `step_seconds`, when given, receives the wall time
     of each step; a pipelined runtime runs its samples through `run_layers`, so each of its
-    steps is credited an equal share of that run (it includes draining the pipeline).
+    steps is credited an equal share of that run (it includes draining the pipeline). `on_step()`
+    is called after each step (a progress bar).
     """
     if not runtime.latency_steps:
-        return _stepped_layers(runtime, frames, step_seconds)
+        return _stepped_layers(runtime, frames, step_seconds, on_step)
     start = time.perf_counter()
     layers = runtime.run_layers(frames)
     if step_seconds is not None:
         step_seconds.extend([(time.perf_counter() - start) / max(frames.shape[1], 1)] * frames.shape[1])
+    for _ in range(frames.shape[1] if on_step is not None else 0):
+        on_step()
     return {name: s.float() for name, s in layers.items()}
 
 
 @torch.no_grad()
 def step_backbone(runtime: BackboneRuntime, spikes: torch.Tensor, *,
-                  step_seconds: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  step_seconds: list[float] | None = None,
+                  on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A BackboneRuntime streamed over `spikes (B, T, C, H, W)` from a reset, then flushed.
 
     Returns the anytime logits of every step `(B, T, classes)` and the final logits `(B, classes)`.
@@ -211,11 +220,13 @@ def step_backbone(runtime: BackboneRuntime, spikes: torch.Tensor, *,
         anytime.append(torch.as_tensor(runtime.step(spikes[:, t])).clone())
         if step_seconds is not None:
             step_seconds.append(time.perf_counter() - start)
+        if on_step is not None:
+            on_step()
     return torch.stack(anytime, dim=1), torch.as_tensor(runtime.flush()).clone()
 
 
 def step_pipeline(frontend: FrontendRuntime, backbone: BackboneRuntime, frames: torch.Tensor, *,
-                  step_seconds: list[float] | None = None
+                  step_seconds: list[float] | None = None, on_step: Callable[[], None] | None = None
                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """A front-end then a backbone runtime over `frames (B, T, 2, H, W)`, stepped.
 
@@ -224,8 +235,9 @@ def step_pipeline(frontend: FrontendRuntime, backbone: BackboneRuntime, frames: 
     """
     frontend_seconds: list[float] = []
     backbone_seconds: list[float] = []
-    layers = step_layers(frontend, frames, step_seconds=frontend_seconds)
-    anytime, final = step_backbone(backbone, layers[frontend.layer_names[-1]], step_seconds=backbone_seconds)
+    layers = step_layers(frontend, frames, step_seconds=frontend_seconds, on_step=on_step)
+    anytime, final = step_backbone(backbone, layers[frontend.layer_names[-1]], step_seconds=backbone_seconds,
+                                   on_step=on_step)
     if step_seconds is not None:
         step_seconds.extend(f + b for f, b in zip(frontend_seconds, backbone_seconds))
     return layers, anytime, final

@@ -43,6 +43,12 @@ $PIP install --quiet --no-deps "tonic==1.7.0" "importRosbag==1.0.4"
 # samna (a chip-driver installer stub on PyPI, unusable) and nir<=1.0.4; neither is needed for
 # the parts used here (sinabs.layers, validate_memory_speck, the discretisation maths).
 $PIP install --quiet --no-deps "sinabs==3.1.3"
+# Debian's chromium: the headless browser tests/test_report_browser.py opens the HTML report in.
+# Only as root with apt (CI images); elsewhere the test is skipped with the reason.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+        || echo "setup: chromium not installed; the HTML report browser test will be skipped"
+fi
 
 "$VENV/bin/python" -c "import neurodeploy, neurodeploy.exporters, neurodeploy.runtimes; from neurodeploy.lava_compat import import_lava; import_lava()"
 echo "$want" > "$STAMP"

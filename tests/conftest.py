@@ -15,3 +15,18 @@ def _single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def shipped_onnx_bundle(tmp_path_factory):
+    """The shipped model exported with the ONNX backbone only (no NIR): a bundle that is quick to make."""
+    from click.testing import CliRunner
+
+    from neurodeploy.cli import main
+    from neurodeploy.demo import ASSET_CHECKPOINT, asset_path
+
+    out = tmp_path_factory.mktemp("shipped") / "bundle"
+    result = CliRunner().invoke(main, ["export", str(asset_path(ASSET_CHECKPOINT)), "-o", str(out),
+                                       "--artifacts", "onnx"])
+    assert result.exit_code == 0, result.output
+    return out

@@ -159,7 +159,7 @@ def test_bad_train_input_gives_one_message_and_exit_1(files, case, line, named):
 def test_an_unexpected_error_is_called_a_bug_and_debug_shows_the_traceback(files, monkeypatch):
     import neurodeploy.inspection
 
-    def broken(path):
+    def broken(path, **options):
         raise KeyError("manifest")
 
     monkeypatch.setattr(neurodeploy.inspection, "describe", broken)

@@ -26,6 +26,9 @@ def test_demo_end_to_end(tmp_path):
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     html = (tmp_path / "report" / "report.html").read_text()
     assert "estimate" in json.dumps(report).lower() and html.count("data:image/png;base64,") >= 4
+    # the demo prints the report's energy per sample, not that figure divided by the samples again
+    assert outcome["energy_per_sample_j"] == {t: report["energy"]["total_per_sample_j"][t]
+                                              for t in ("loihi", "spinnaker2")}
     # the report counted the same front-end spikes the stream saw (NIR runtime, same frames)
     assert all(sum(s["spikes_per_layer"].values()) > 0 for s in samples)
     assert outcome["seconds"] < 120

@@ -208,3 +208,34 @@ def test_sanafe_spikes_equal_the_loihi_timing_model_with_energy_and_latency(tmp_
     assert result.input_copies == int(frames.max())
     assert len(result.energy_j_per_step) == 6 + len(layers) and (result.energy_j_per_step > 0).all()
     assert (result.latency_s_per_step > 0).all() and result.energy_j > 0
+
+
+@pytest.mark.slow
+def test_report_puts_the_calibrated_loihi_figures_beside_the_per_op_estimate(tmp_path, shipped_onnx_bundle):
+    pytest.importorskip("sanafe")
+    from neurodeploy.demo import ASSET_CHECKPOINT, ASSET_RECORDING, asset_path
+
+    bundle = tmp_path / "bundle"
+    made = CliRunner().invoke(main, ["export", str(asset_path(ASSET_CHECKPOINT)), "-o", str(bundle)])
+    assert made.exit_code == 0, made.output
+    result = CliRunner().invoke(main, ["report", str(bundle), str(asset_path(ASSET_RECORDING)), "--max-samples", "1",
+                                       "--sanafe", "-o", str(tmp_path / "report"), "--json"])
+    assert result.exit_code == 0, result.output
+    calibrated = json.loads(result.output)["calibrated_loihi"]
+    assert calibrated["ran"], calibrated
+    assert set(calibrated["spike_agreement_with_loihi_timing_model"].values()) == {1.0}
+    assert calibrated["energy_j_per_sample"] > 0 and calibrated["per_op_estimate_j_per_sample"] > 0
+    assert calibrated["latency_s_per_step"] > 0
+    assert (tmp_path / "report" / "calibrated_loihi.json").is_file()
+    inspected = json.loads(CliRunner().invoke(main, ["inspect", str(bundle), "--json"]).output)
+    assert inspected["targets"]["loihi2"] == "fits" and inspected["targets"]["xylo"].startswith("does not fit")
+    # a bundle without a netx front-end says why instead of guessing
+    no_netx = CliRunner().invoke(main, ["report", str(shipped_onnx_bundle), str(asset_path(ASSET_RECORDING)),
+                                        "--max-samples", "1", "--sanafe", "-o", str(tmp_path / "r2"), "--json"])
+    assert no_netx.exit_code == 0, no_netx.output
+    assert json.loads(no_netx.output)["calibrated_loihi"]["ran"] is False
+
+
+def test_inspect_of_a_bundle_without_nir_says_there_is_no_chip_check(shipped_onnx_bundle):
+    inspected = json.loads(CliRunner().invoke(main, ["inspect", str(shipped_onnx_bundle), "--json"]).output)
+    assert inspected["targets"].startswith("no NIR front-end")

@@ -18,6 +18,7 @@ from .readers import EventFileSource, load, open, save
 from .slicing import EventWindow, Slicer, slice_events, slice_packets
 from .labels import LabelSegment, labels_beside, read_label_file, read_labels, write_label_file
 from .synthetic import NmnistLike, concatenate_samples, make_gesture_like, make_nmnist_like, write_labelled_recording
+from .transforms import CenterCrop, Crop, Downsample, FlipX, FlipY, MergePolarity, Transforms
 from .types import EVENT_DTYPE, Recording, empty_events, make_events
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "csv_stdin_source", "CsvStreamSource",
     "make_nmnist_like", "make_gesture_like", "NmnistLike", "concatenate_samples", "LabelSegment",
     "write_labelled_recording", "read_labels", "read_label_file", "write_label_file", "labels_beside",
+    "Transforms", "Crop", "CenterCrop", "Downsample", "FlipX", "FlipY", "MergePolarity",
 ]

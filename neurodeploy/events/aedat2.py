@@ -96,14 +96,16 @@ class Aedat2Decoder(IncrementalDecoder):
         name = self.layout_name or chip_layout
         if name is None:
             raise self.error("cannot tell the address layout: no known '# AEChip:' header line", 0,
-                             "pass layout='dvs128' or layout='davis' (and sensor_size for DAVIS)")
+                             "pass --layout dvs128 or --layout davis (and --sensor-size for DAVIS; "
+                             "layout= / sensor_size= in Python)")
         if name not in LAYOUTS:
             raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {name!r}")
         self.layout = LAYOUTS[name]
         if not self._override:
             self.sensor_size = chip_size if (chip_layout == name and chip_size) else self.layout.sensor_size
         if self.sensor_size is None:
-            raise self.error("no sensor size for the DAVIS layout in the header", 0, "pass sensor_size=(width, height)")
+            raise self.error("no sensor size for the DAVIS layout in the header", 0,
+                             "pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         return pos
 
     def _decode(self, buf, offset):

@@ -65,7 +65,8 @@ class Aedat3Decoder(IncrementalDecoder):
         if not self._override:
             self.sensor_size = _sizes_from_header(text)
         if self.sensor_size is None:
-            raise self.error("the header names no sensor this reader knows", 0, "pass sensor_size=(width, height)")
+            raise self.error("the header names no sensor this reader knows", 0,
+                             "pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         return nl + 1
 
     def _decode(self, buf, offset):
@@ -78,7 +79,7 @@ class Aedat3Decoder(IncrementalDecoder):
                     or not (0 <= int(h["ts_offset"]) <= size - 4) or size * capacity > MAX_PACKET_BYTES:
                 raise self.error(f"corrupt packet header (type {int(h['type'])}, size {size}, capacity {capacity}, "
                                  f"number {number}, overflow {int(h['ts_overflow'])})", offset + pos,
-                                 "the file is corrupt from here; pass truncated='count' is no help, cut the file "
+                                 "the file is corrupt from here; --truncated count is no help, cut the file "
                                  "before this offset")
             body = size * capacity
             if len(buf) - pos - PACKET_HEADER.itemsize < body:

@@ -21,7 +21,7 @@ def open_packets(path, stream: str = "events") -> tuple[tuple[int, int] | None, 
                              fix="the file is truncated or its header is corrupt") from exc
     if not recording.isEventStreamAvailable(stream):
         raise EventFileError(path, f"no event stream named {stream!r} (streams: {recording.getStreamNames()})",
-                             field="stream", fix="pass stream= with one of those names")
+                             field="stream", fix="pass --event-stream with one of those names (stream= in Python)")
     resolution = recording.getEventResolution(stream)
     header_size = (int(resolution[0]), int(resolution[1])) if resolution is not None else None
 

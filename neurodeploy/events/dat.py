@@ -28,7 +28,7 @@ def open_packets(path, sensor_size) -> tuple[tuple[int, int] | None, Iterator[np
         decoder = faery.dat.Decoder(os.fspath(path), dimensions_fallback=sensor_size, version_fallback=None)
     except Exception as exc:
         raise EventFileError(path, f"faery cannot open it as DAT: {exc}", offset=0,
-                             fix="check the '%' header, or pass sensor_size=") from exc
+                             fix="check the '%' header, or pass --sensor-size WxH (sensor_size= in Python)") from exc
     if decoder.event_type != "cd":
         raise EventFileError(path, f"DAT file of {decoder.event_type!r} events, not CD (polarity) events",
                              field="event type", fix="only CD DAT files hold DVS events")

@@ -41,11 +41,11 @@ def detect_from_bytes(head: bytes, name: str = "<stream>") -> str:
                for line in header.lines):
             return "dat"
         raise EventFileError(name, "a '%' header that names neither an EVT version nor a DAT file", offset=0,
-                             fix="pass format='evt2', 'evt3' or 'dat'")
+                             fix="pass --format evt2, evt3 or dat (format= in Python)")
     ext = os.path.splitext(name)[1].lower()
     if ext in HEADERLESS_EXTENSIONS:
         return HEADERLESS_EXTENSIONS[ext]
     if ext == ".csv" or head[:1] == b"#":
         return "csv"
     raise EventFileError(name, f"unknown event format (first bytes {head[:16]!r})", offset=0,
-                         fix=f"pass format= (one of {', '.join(FORMATS)})")
+                         fix=f"pass --format (format= in Python; one of {', '.join(FORMATS)})")

@@ -21,7 +21,8 @@ def open_packets(path: str | os.PathLike, version: str | None,
         decoder = faery.evt.Decoder(os.fspath(path), dimensions_fallback=sensor_size, version_fallback=version)
     except Exception as exc:  # faery raises plain RuntimeError / OSError on a bad header
         raise EventFileError(path, f"faery cannot open it as EVT: {exc}", offset=0,
-                             fix="check the '% evt' / '% format' header, or pass format= and sensor_size=") from exc
+                             fix="check the '% evt' / '% format' header, or pass --format and --sensor-size "
+                                 "(format= and sensor_size= in Python)") from exc
     header_size = tuple(decoder.dimensions) if decoder.dimensions else None
 
     def packets():

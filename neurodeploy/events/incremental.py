@@ -68,7 +68,8 @@ class IncrementalDecoder:
             if truncated == "error":
                 raise self.error(f"the input ends inside a record ({len(self._buffer)} bytes left over)",
                                  self._offset,
-                                 "the file is truncated; pass truncated='count' to keep the whole records (counted)")
+                                 "the file is truncated; pass --truncated count (truncated='count' in Python) "
+                                 "to keep the whole records (counted)")
             self.stats.truncated_bytes += len(self._buffer)
             self._buffer = b""
         return events

@@ -109,7 +109,7 @@ class FollowFile(_Source):
         self.sensor_size = self._decoder.sensor_size
         if self.sensor_size is None:
             raise EventFileError(self.path, "the stream carries no sensor size", field="sensor_size",
-                                 fix="pass sensor_size=(width, height)")
+                                 fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         self._check = PacketChecker(self.path, self.sensor_size, self.policy, self.stats)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -170,7 +170,7 @@ class DvNetworkSource(_Source):
         self.sensor_size = tuple(sensor_size) if sensor_size is not None else header
         if self.sensor_size is None:
             raise EventFileError(self.name, "the stream declares no resolution", field="sensor_size",
-                                 fix="pass sensor_size=(width, height)")
+                                 fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         self._check = PacketChecker(self.name, self.sensor_size, ReadPolicy(out_of_bounds, non_monotonic), self.stats)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -293,7 +293,8 @@ class CsvStreamSource(_Source):
         self.sensor_size = self._decoder.sensor_size
         if self.sensor_size is None:
             raise EventFileError(str(self.name), "no '# sensor_size: WxH' comment before the data",
-                                 field="sensor_size", fix="pass sensor_size=(width, height)")
+                                 field="sensor_size",
+                                 fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         self._check = PacketChecker(str(self.name), self.sensor_size, self.policy, self.stats)
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -62,7 +62,8 @@ class PacketChecker:
                     f"event {self.index + i} at (x={int(e['x'])}, y={int(e['y'])}) lies outside the sensor "
                     f"{self.width}x{self.height}",
                     field="x/y",
-                    fix="pass the right sensor_size=(width, height), or out_of_bounds='drop' to drop and count them")
+                    fix="pass the right --sensor-size WxH, or --out-of-bounds drop to drop and count them "
+                        "(sensor_size= / out_of_bounds='drop' in Python)")
             events = events[~outside]
             self.stats.out_of_bounds += n_out
         t = events["t"]
@@ -78,7 +79,7 @@ class PacketChecker:
                         self.source,
                         f"timestamp goes backwards at event {self.index + i}: {int(t[i])} us after {before} us",
                         field="t",
-                        fix="pass non_monotonic='sort' or 'keep' to accept it (counted)")
+                        fix="pass --non-monotonic sort or keep to accept it, counted (non_monotonic= in Python)")
                 self.stats.non_monotonic += n_back + int(crossing)
                 if self.policy.non_monotonic == "sort" and n_back:
                     events = events[np.argsort(t, kind="stable")]

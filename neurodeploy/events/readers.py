@@ -17,6 +17,8 @@ from .errors import DecodeStats, EventFileError
 from .evt_incremental import Evt2Decoder, Evt3Decoder
 from .incremental import IncrementalDecoder
 from .policy import PacketChecker, ReadPolicy
+from .time_range import check_time_range, rebase
+from .truncation import check_tail
 from .types import EVENT_DTYPE, Recording
 
 # EVT3 is decoded by hand (evt_incremental.Evt3Decoder): faery 0.7.1's EVT3 decoder loses the
@@ -41,7 +43,7 @@ def incremental_decoder(fmt: str, source: str, sensor_size=None, stats=None, lay
 
 def _no_size(path, fmt) -> EventFileError:
     return EventFileError(path, f"the {fmt} file carries no sensor size", field="sensor_size",
-                          fix="pass sensor_size=(width, height)")
+                          fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
 
 
 class EventFileSource:
@@ -62,6 +64,9 @@ class EventFileSource:
         self.stats = DecodeStats()
         self._file = None
         override = tuple(sensor_size) if sensor_size is not None else None
+        partial = check_tail(self.path, self.format, policy.truncated)  # before any event is decoded
+        if self.format in LIBRARY_FORMATS:  # the hand decoders count their own tail at the end
+            self.stats.truncated_bytes += partial
         if self.format == "aedat4":
             header, self._raw = aedat4.open_packets(self.path, stream)
         elif self.format in ("evt2", "evt2.1"):
@@ -152,13 +157,18 @@ EXTENSIONS = {".aedat4": "aedat4", ".raw": "evt3", ".dat": "dat", ".bin": "nmnis
 
 
 def save(recording: Recording, path: str | os.PathLike, *, format: str | None = None, library: str = "faery",
-         layout: str = "dvs128") -> None:
+         layout: str = "dvs128", rebase_time: bool = False) -> None:
     """Write a Recording. format from the extension (.raw is EVT3 unless format='evt2'; .aedat needs
-    format='aedat2' or 'aedat3'). library picks the AEDAT4 writer ('faery' or 'dv')."""
+    format='aedat2' or 'aedat3'). library picks the AEDAT4 writer ('faery' or 'dv'). Timestamps
+    the format cannot hold (epoch time into EVT3 / DAT, see events.time_range) are refused with
+    the reason, or with `rebase_time=True` moved to start at 0."""
     fmt = format or EXTENSIONS.get(os.path.splitext(os.fspath(path))[1].lower())
     if fmt is None:
         raise ValueError(f"cannot tell the format of {os.fspath(path)!r} from its extension: pass format=")
     events, size = recording.events, recording.sensor_size
+    if rebase_time:
+        events = rebase(events)
+    check_time_range(path, events, fmt)
     if fmt == "aedat4":
         aedat4.write(path, events, size, library=library)
     elif fmt in evt.VERSIONS:

@@ -50,12 +50,15 @@ def _markdown_to_html(text: str) -> str:
     return "\n".join(out)
 
 
-STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-         "margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}"
-         "figure{display:inline-block;margin:1em}")
+# wide tables scroll inside their own box and images shrink to the page: nothing overflows the page
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+         "table{border-collapse:collapse;margin:1em 0;font-size:0.9em;display:block;max-width:100%;overflow-x:auto}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;overflow-wrap:anywhere}th{background:#eee}"
+         "figure{display:inline-block;margin:1em;max-width:100%}img{max-width:100%;height:auto}"
+         "p{overflow-wrap:anywhere}")
 
 
-def write_html(report, path: Path) -> dict[str, Path]:
+def write_html(report, path: Path, preamble_markdown: str = "") -> dict[str, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, path.parent, prefix=f"{path.stem}_")
     figures = []
@@ -65,7 +68,8 @@ def write_html(report, path: Path) -> dict[str, Path]:
                        f'src="data:image/png;base64,{data}"><figcaption>{html.escape(CAPTIONS[name])} '
                        f'(<a href="{png.name}">{png.name}</a>)</figcaption></figure>')
     page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>neurodeploy report</title>"
-            f"<style>{STYLE}</style></head><body>\n{_markdown_to_html(report.to_markdown())}\n<h2>Plots</h2>\n"
+            f"<style>{STYLE}</style></head><body>\n"
+            f"{_markdown_to_html(preamble_markdown + report.to_markdown())}\n<h2>Plots</h2>\n"
             + "\n".join(figures) + "\n</body></html>\n")
     path.write_text(page, encoding="utf-8")
     return {"html": path, **{f"plot_{name}": png for name, png in plots.items()}}

@@ -14,6 +14,7 @@ import numpy as np
 
 from neurodeploy.report.counts import FrontendLayerCounts
 from neurodeploy.report.devices import Device
+from neurodeploy.realtime import real_time_factor_of_steps
 from neurodeploy.report.errors import ReportError
 
 NS = 1e-9
@@ -28,7 +29,7 @@ class MeasuredLatency:
     mean_s: float
     max_s: float
     per_sample_s: float  # sum over the steps of one run (the batch shares it)
-    real_time_factor: float | None  # wall time / recorded time; < 1 keeps up with the sensor
+    real_time_factor: float | None  # recorded time / wall time (neurodeploy.realtime); > 1 keeps up with the sensor
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def measured_latency(step_latency_s, runtime: str, dt_s: float | None) -> Measur
     if samples.size == 0 or not np.all(np.isfinite(samples)) or np.any(samples < 0):
         raise ReportError("latency_s must be a non-empty sequence of finite, non-negative per-step times in seconds")
     total = float(samples.sum())
-    rtf = total / (samples.size * dt_s) if dt_s else None
+    rtf = real_time_factor_of_steps(samples, dt_s) if dt_s else None
     return MeasuredLatency(runtime, tuple(samples.tolist()), float(np.percentile(samples, 50)),
                            float(np.percentile(samples, 99)), float(samples.mean()), float(samples.max()), total, rtf)
 

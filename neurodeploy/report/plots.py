@@ -16,9 +16,14 @@ def _short(name: str) -> str:
     return name.split(" ")[0]
 
 
+def _legend_outside(ax, **options) -> None:
+    """The legend to the right of the axes, never over the data; `_save` keeps it in the image."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **options)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI, format="png")
+    fig.savefig(path, dpi=PLOT_DPI, format="png", bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -41,7 +46,7 @@ def plot_spikes_over_time(report, path: Path) -> Path:
     ax.set_xlabel("time (ms)" if dt else "step")
     ax.set_ylabel("spikes per step (per sample)")
     ax.set_title("Spikes over time (measured)")
-    ax.legend()
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -63,7 +68,7 @@ def plot_synaptic_ops(report, path: Path) -> Path:
     ax.axvline(n_front - 0.5, color="grey", lw=0.8, ls="--")
     ax.set_ylabel("operations per sample")
     ax.set_title("Synaptic operations per layer (front-end | backbone)")
-    ax.legend(fontsize=8, framealpha=0.8)
+    _legend_outside(ax, fontsize=8)
     return _save(fig, path)
 
 
@@ -81,7 +86,7 @@ def plot_energy(report, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_ylabel("J per sample (estimate)")
     ax.set_title(f"Estimated energy per layer and target (table {report.table_version})", fontsize=9)
-    ax.legend(title="front-end target", fontsize=8, title_fontsize=8, framealpha=0.8)
+    _legend_outside(ax, title="front-end target", fontsize=8, title_fontsize=8)
     return _save(fig, path)
 
 
@@ -94,7 +99,7 @@ def plot_latency_histogram(report, path: Path) -> Path:
     ax.set_xlabel("step latency (ms)")
     ax.set_ylabel("steps")
     ax.set_title(f"Measured step latency: {report.latency.runtime}", fontsize=9)
-    ax.legend()
+    _legend_outside(ax)
     return _save(fig, path)
 
 

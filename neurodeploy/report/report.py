@@ -70,10 +70,10 @@ class Report:
         from neurodeploy.report.tables import markdown
         return markdown(self)
 
-    def write_html(self, path: str | Path) -> dict[str, Path]:
+    def write_html(self, path: str | Path, preamble_markdown: str = "") -> dict[str, Path]:
         """The HTML report with its plots embedded; the PNGs are also written beside it. Returns all paths."""
         from neurodeploy.report.html import write_html
-        return write_html(self, Path(path))
+        return write_html(self, Path(path), preamble_markdown)
 
 
 def _as_record(model, data, dt_s: float | None) -> SpikeRecord:
@@ -141,13 +141,20 @@ def build_report(
     )
 
 
-def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
-    """Write report.json, report.csv, report.md and report.html (+ its PNG plots) into `out_dir`."""
+def write_report(report: Report, out_dir: str | Path, provenance: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write report.json, report.csv, report.md and report.html (+ its PNG plots) into `out_dir`;
+    `provenance` (report.provenance.measured_what) heads the Markdown and HTML and goes into the JSON."""
+    from neurodeploy.report.provenance import provenance_markdown
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "csv": out / "report.csv", "markdown": out / "report.md"}
-    report.to_json(paths["json"])
+    data = report.to_dict()
+    if provenance:
+        data = {"provenance": provenance, **data}
+    paths["json"].write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     report.to_csv(paths["csv"])
-    paths["markdown"].write_text(report.to_markdown(), encoding="utf-8")
-    paths.update(report.write_html(out / "report.html"))
+    preamble = provenance_markdown(provenance) if provenance else ""
+    paths["markdown"].write_text(preamble + report.to_markdown(), encoding="utf-8")
+    paths.update(report.write_html(out / "report.html", preamble))
     return paths

@@ -195,7 +195,8 @@ def markdown(report) -> str:
     parts += ["", "## Latency", ""]
     if report.latency:
         lat = report.latency
-        rtf = f", real-time factor {lat.real_time_factor:.3g}" if lat.real_time_factor is not None else ""
+        rtf = (f", real-time factor {lat.real_time_factor:.3g} (recorded / wall time; > 1 is faster than real time)"
+               if lat.real_time_factor is not None else "")
         parts.append(f"Measured ({lat.runtime}): per step p50 {fmt_seconds(lat.p50_s)}, p99 {fmt_seconds(lat.p99_s)}, "
                      f"max {fmt_seconds(lat.max_s)}; per run {fmt_seconds(lat.per_sample_s)}{rtf}.")
     else:

@@ -42,16 +42,29 @@ class CheckpointError(NeurodeployError, ValueError):
 
 
 def save_checkpoint(model: MambaSpike, path: str | Path, *, metadata: Mapping[str, str] | None = None) -> Path:
-    """Write `model` as one safetensors file with its config (and optional string metadata)."""
-    from safetensors.torch import save_file
+    """Write `model` as one safetensors file with its config (and optional string metadata).
+
+    The same model and metadata give the same bytes (see `_canonical_header`)."""
+    from safetensors.torch import save
 
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {_META_FORMAT: FORMAT_NAME, _META_VERSION: FORMAT_VERSION, _META_CONFIG: model.config.to_json()}
     for key, value in (metadata or {}).items():
         meta[f"{_META_PREFIX}meta.{key}"] = str(value)
-    save_file(tensors, str(path), metadata=meta)
+    path.write_bytes(_canonical_header(save(tensors, metadata=meta)))
     return path
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """safetensors (0.4) writes its `__metadata__` from a Rust HashMap, so the key order, and with it
+    the file's bytes and sha256, changes from run to run. Rewrite the JSON header with sorted keys,
+    padded with spaces to 8 bytes as safetensors pads it; the tensor data is unchanged."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def checkpoint_metadata(path: str | Path) -> dict[str, str]:
