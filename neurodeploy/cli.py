@@ -710,6 +710,12 @@ def eval_command(model_path: str, dataset: str, dataset_layout: str, labels_csv:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from neurodeploy.image_classification import is_image_checkpoint
+
+    if Path(model_path).is_file() and is_image_checkpoint(model_path):  # an image classifier: DATASET/<class>/<image>
+        click.get_current_context().invoke(classify, checkpoint=model_path, images=dataset, batch_size=batch_size,
+                                           as_json=as_json)
+        return
     from neurodeploy.evaluate import evaluate, write_eval
     from neurodeploy.eval_share import Binning, EvalSetup
 

@@ -23,6 +23,21 @@ from neurodeploy.model.family import LoadedModel
 Runtime = Literal["torch", "onnx"]
 
 
+IMAGE_FAMILIES = ("vision-mamba",)
+
+
+def is_image_checkpoint(path: str | Path) -> bool:
+    """True when `path` is a checkpoint of an image-classifier family (so `eval` hands it images)."""
+    from neurodeploy.model.checkpoint_io import read_checkpoint
+    from neurodeploy.model.registry import get_family
+
+    try:
+        raw = read_checkpoint(path)
+    except NeurodeployError:
+        return False
+    return any(get_family(name).claims(raw) for name in IMAGE_FAMILIES)
+
+
 class ImageClassificationError(NeurodeployError, ValueError):
     """A model or graph that cannot classify these images."""
 

@@ -345,3 +345,19 @@ def test_cli_classify_runs_and_fails_cleanly(tmp_path):
     bad = runner.invoke(main, ["classify", str(tmp_path / "vim.pth"), str(tmp_path / "big.npy")])
     assert bad.exit_code == 1 and "big.npy: float array of shape (1, 3, 32, 32)" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_cli_eval_routes_an_image_checkpoint_to_image_classification(tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from neurodeploy.cli import main
+
+    torch.save(make_state_dict(), tmp_path / "vim.pth")
+    for cls_name in ("a", "b"):
+        (tmp_path / "val" / cls_name).mkdir(parents=True)
+        Image.fromarray(np.full((20, 20, 3), 40 if cls_name == "a" else 200, np.uint8)).save(tmp_path / "val" / cls_name / "x.png")
+    out = CliRunner().invoke(main, ["eval", str(tmp_path / "vim.pth"), str(tmp_path / "val"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert '"top1"' in out.output and '"image": "a/x.png"' in out.output
