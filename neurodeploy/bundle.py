@@ -46,8 +46,8 @@ FILES = {
     "backbone_step": "backbone_step.onnx",
 }
 ARTIFACT_CHOICES = ("nir", "netx", "onnx")
-FRONTEND_RUNTIMES = ("torch", "nir", "lava")
-BACKBONE_RUNTIMES = ("onnxruntime", "torch")
+FRONTEND_RUNTIMES = ("torch", "nir", "lava", "native")
+BACKBONE_RUNTIMES = ("onnxruntime", "torch", "native")
 _PACKAGES = ("torch", "numpy", "nir", "nirtorch", "norse", "onnx", "onnxruntime", "lava-nc", "lava-dl", "h5py")
 CONVENTIONS = {
     "events": "structured x, y, t (int64 us), p (0 OFF / 1 ON)",
@@ -132,7 +132,8 @@ class Bundle:
         return model
 
     def frontend_runtime(self, kind: str = "torch", *, steps_per_sample: int = 300) -> FrontendRuntime:
-        """A FrontendRuntime of this bundle: `torch` | `nir` | `lava` (netx, fixed point).
+        """A FrontendRuntime of this bundle: `torch` | `nir` | `lava` (netx, fixed point) | `native`
+        (event-driven, compiled; runs frontend.nir).
 
         `steps_per_sample`: the longest sample in time steps, which the pipelined Lava runtime
         lays out on its clock; the other runtimes take any length.
@@ -152,10 +153,19 @@ class Bundle:
 
             # the bit-accurate Loihi path; close() (or interpreter exit) stops the Lava processes
             return LavaFrontendRuntime.fixed_point(self.path("frontend_netx"), steps_per_sample=steps_per_sample)
+        if kind == "native":
+            self._require("frontend_nir", kind)
+            from neurodeploy.runtimes.native import NativeFrontendRuntime
+
+            return NativeFrontendRuntime(self.path("frontend_nir"))
         raise BundleError(f"unknown front-end runtime {kind!r}; choose from {FRONTEND_RUNTIMES}")
 
     def backbone_runtime(self, kind: str = "onnxruntime", **options: Any) -> BackboneRuntime:
-        """A BackboneRuntime of this bundle: `onnxruntime` | `torch`."""
+        """A BackboneRuntime of this bundle: `onnxruntime` | `torch` | `native` (fused compiled step)."""
+        if kind == "native":
+            from neurodeploy.runtimes.native import NativeBackboneRuntime
+
+            return NativeBackboneRuntime(self.model())
         if kind == "torch":
             from neurodeploy.runtimes.torch import TorchBackboneRuntime
 

@@ -301,10 +301,10 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
 
 
 _stream_options = [
-    click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default=None,
-                 show_default="nir if the bundle has it, else torch"),
-    click.option("--backbone", type=click.Choice(["onnxruntime", "torch"]), default=None,
-                 show_default="onnxruntime if the bundle has it, else torch"),
+    click.option("--frontend", type=click.Choice(["native", "torch", "nir", "lava"]), default=None,
+                 show_default="native if the bundle has frontend.nir, else torch"),
+    click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default=None,
+                 show_default="native"),
     click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="CSV t_start_us,t_end_us,label delimiting samples (default: SOURCE.labels.csv if present)."),
     click.option("--window-us", type=int, default=None, help="Delimit samples by fixed time windows instead."),
@@ -566,9 +566,11 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Steps timed at batch 1.")
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
               help="Batch for the throughput figure.")
-@click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True)
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default=None,
+              show_default="native if the bundle has frontend.nir, else torch")
+@click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default="native", show_default=True)
 @json_option()
-def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool) -> None:
+def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str, as_json: bool) -> None:
     """Latency (batch 1, per step) and throughput (batch offline) of a BUNDLE's runtimes.
 
     \b
@@ -579,10 +581,11 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
     from neurodeploy.verification import bench_bundle, bench_work
 
     bundle = load_bundle(bundle_dir)
+    frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     with _progress_bar(as_json) as bar:
         task = bar.add_task(f"timing {steps} steps at batch 1, then a batch of {batch}",
-                            total=bench_work(bundle, steps))
-        outcome = bench_bundle(bundle, steps=steps, batch=batch, frontend=frontend,
+                            total=bench_work(bundle, steps, backbone))
+        outcome = bench_bundle(bundle, steps=steps, batch=batch, frontend=frontend, backbone=backbone,
                                on_step=lambda: bar.advance(task))
     if as_json:
         _echo_json(outcome)
@@ -599,8 +602,9 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, as_json: bool)
 @click.option("--host", default="cpu", show_default=True, help="Host device that runs the backbone.")
 @click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your own device table (JSON, every constant with a source), added to the built-in one.")
-@click.option("--frontend", type=click.Choice(["torch", "nir"]), default="torch", show_default=True,
-              help="Runtime whose spikes are counted.")
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir"]), default=None,
+              show_default="native if the bundle has frontend.nir, else torch",
+              help="Runtime whose spikes are counted (all give the same counts; native is the fastest).")
 @click.option("--window-us", type=int, default=None, help="Cut EVENTS into samples of this length.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--sanafe", "sanafe", is_flag=True, help="Also run the first sample on SANA-FE's calibrated Loihi model "
@@ -626,6 +630,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     from neurodeploy.report.from_events import frames_of_samples, record_frontend_run
 
     bundle = load_bundle(bundle_dir)
+    frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     if compare_all:
         table = load_devices(devices_file)
         targets = tuple(sorted(k for k, d in table.devices.items() if d.kind == "neuromorphic"))
@@ -807,9 +812,10 @@ def _print_calibrated(calibrated: dict[str, Any]) -> None:
               help="Folder for the bundle and the report (default: a temporary folder).")
 @click.option("--lava", is_flag=True, help="Also run the front-end on Lava (bit-accurate Loihi simulation; slow).")
 @click.option("--live", is_flag=True, help="Replay the recording in real time as a live source.")
-@click.option("--frontend", type=click.Choice(["torch", "nir", "lava"]), default="nir", show_default=True)
+@click.option("--frontend", type=click.Choice(["native", "torch", "nir", "lava"]), default="native", show_default=True)
+@click.option("--backbone", type=click.Choice(["native", "onnxruntime", "torch"]), default="native", show_default=True)
 @json_option()
-def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bool) -> None:
+def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, backbone: str, as_json: bool) -> None:
     """Export the shipped model, stream the shipped recording through it, and write the energy report.
 
     Uses neurodeploy/assets: a small deployable Mamba-Spike trained on synthetic N-MNIST-like
@@ -829,7 +835,7 @@ def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, as_json: bo
         frontend = "lava"
     holder = tempfile.TemporaryDirectory(prefix="neurodeploy-demo-") if out_dir is None else None
     try:
-        outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, live=live,
+        outcome = run_demo(Path(out_dir or holder.name), frontend=frontend, backbone=backbone, live=live,
                            echo=None if as_json else click.echo)
     finally:
         if holder is not None and as_json:

@@ -1,7 +1,8 @@
 """`neurodeploy demo`: the whole toolkit on the shipped assets, in under a minute on 2 cores.
 
 export the shipped checkpoint -> bundle; stream the shipped labelled recording through the
-chosen front-end runtime (NIR by default, Lava when asked) and the onnxruntime backbone;
+chosen front-end runtime (native by default, Lava when asked) and backbone runtime (native by
+default, onnxruntime or torch when asked);
 print predictions vs labels, spikes per sample and latency; write the energy report.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ def asset_path(name: str) -> Path:
     return path
 
 
-def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
+def run_demo(out_dir: Path, *, frontend: str = "native", backbone: str = "native", live: bool = False,
              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     from neurodeploy.bundle import ExportOptions, export
     from neurodeploy.events.labels import labels_path_for, read_label_file
@@ -48,9 +49,9 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
 
     labels = read_label_file(labels_path_for(recording))
     say(f"streaming {recording.name} ({len(labels)} labelled samples, {dt_us} us bins) through "
-        f"{frontend} front-end + onnxruntime backbone" + (" in real time" if live else ""))
+        f"{frontend} front-end + {backbone} backbone" + (" in real time" if live else ""))
     results = []
-    with stream(bundle, recording, frontend=frontend, backbone="onnxruntime", labels=labels, realtime=live,
+    with stream(bundle, recording, frontend=frontend, backbone=backbone, labels=labels, realtime=live,
                 live=live) as run:
         for r in run:
             results.append(r)
@@ -76,6 +77,7 @@ def run_demo(out_dir: Path, *, frontend: str = "nir", live: bool = False,
     return {
         "bundle": str(bundle.directory),
         "frontend": frontend,
+        "backbone": backbone,
         "samples": [r.to_dict() for r in results],
         "summary": summary,
         "recorded_accuracy": float(meta["accuracy"]),

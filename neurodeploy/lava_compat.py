@@ -108,7 +108,33 @@ def import_lava() -> ModuleType:
     import lava  # noqa: F401  (after install(): the patched var_model is used)
     import lava.magma.compiler.var_model  # noqa: F401  (fails here, not later, if the fix is wrong)
 
+    _import_message_infrastructure()
     return sys.modules["lava"]
+
+
+_MESSAGE_INFRASTRUCTURE = "lava.magma.runtime.message_infrastructure.multiprocessing"
+
+
+def _import_message_infrastructure() -> None:
+    """Lava's multiprocessing module calls `multiprocessing.set_start_method('fork')` when it is
+    imported, which raises RuntimeError once anything in the process has fixed the start method
+    (numba's or Dask's pools, a process pool of the evaluation engine). Lava needs fork either
+    way, so the module is imported here once with that one call made forcing."""
+    import importlib
+    import multiprocessing
+
+    if _MESSAGE_INFRASTRUCTURE in sys.modules:
+        return
+    original = multiprocessing.set_start_method
+
+    def forcing(method, force=False):
+        original(method, force=True)
+
+    multiprocessing.set_start_method = forcing
+    try:
+        importlib.import_module(_MESSAGE_INFRASTRUCTURE)
+    finally:
+        multiprocessing.set_start_method = original
 
 
 __all__ = ["import_lava", "install", "LavaCompatError", "EXPECTED_LAVA_NC"]

@@ -488,15 +488,16 @@ def check_sensor_size(bundle: Bundle, sensor_size: tuple[int, int], source: str,
 
 def pick_runtimes(bundle: Bundle, frontend: str | None, backbone: str | None,
                   say: Callable[[str], None] | None = None) -> tuple[str, str]:
-    """The best runtimes the bundle has, when none is named: the NIR front-end if present, else torch;
-    the onnxruntime backbone if present, else torch. Says which through `say`."""
+    """The fastest runtimes the bundle allows, when none is named: the native front-end (it runs
+    frontend.nir) if present, else torch; the native backbone (it needs only the model). Measured
+    faster than nir / onnxruntime in benchmarks/streaming.py. Says which through `say`."""
     chosen = []
     if frontend is None:
-        frontend = "nir" if bundle.has("frontend_nir") else "torch"
-        chosen.append(f"front-end {frontend}" + ("" if frontend == "nir" else " (no NIR in this bundle)"))
+        frontend = "native" if bundle.has("frontend_nir") else "torch"
+        chosen.append(f"front-end {frontend}" + ("" if frontend == "native" else " (no NIR in this bundle)"))
     if backbone is None:
-        backbone = "onnxruntime" if bundle.has("backbone_step") else "torch"
-        chosen.append(f"backbone {backbone}" + ("" if backbone == "onnxruntime" else " (no ONNX in this bundle)"))
+        backbone = "native"
+        chosen.append(f"backbone {backbone}")
     if chosen and say is not None:
         say("runtimes: " + ", ".join(chosen) + " (the best this bundle has; --frontend / --backbone choose others)")
     return frontend, backbone

@@ -1,9 +1,10 @@
 """`neurodeploy verify` and `neurodeploy bench`: every runtime of a bundle on the same inputs.
 
 verify: the PyTorch model is the reference. Front-end runtimes are compared spike for spike
-at every step and layer (NIR: exact; Lava fixed point: the fraction of agreeing neuron-steps,
-at least `LAVA_MIN_AGREEMENT`); backbone runtimes by the max |logit| difference of the
-streamed anytime logits and the final logits (at most `BACKBONE_TOLERANCE`).
+at every step and layer (NIR and native: exact; Lava fixed point: the fraction of agreeing
+neuron-steps, at least `LAVA_MIN_AGREEMENT`); backbone runtimes by the max |logit| difference of the
+streamed anytime logits and the final logits (at most `BACKBONE_TOLERANCE`; the native
+backbone, which computes in float32 with float64 sums, at most `NATIVE_BACKBONE_TOLERANCE`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from neurodeploy.realtime import real_time_factor_of_steps
 from neurodeploy.runtimes.contract import step_backbone, step_layers, step_pipeline
 
 BACKBONE_TOLERANCE = 1e-4
+NATIVE_BACKBONE_TOLERANCE = 1e-5
 LAVA_MIN_AGREEMENT = 0.99
 
 
@@ -45,8 +47,8 @@ def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, 
 
 def verify_work(bundle: Bundle, steps: int, include_lava: bool) -> int:
     """The `on_step` calls `verify_bundle` makes: every front-end and backbone runtime, `steps` each."""
-    frontends = 1 + bundle.has("frontend_nir") + (include_lava and bundle.has("frontend_netx"))
-    return steps * (frontends + 1 + bundle.has("backbone_step"))
+    frontends = 1 + 2 * bundle.has("frontend_nir") + (include_lava and bundle.has("frontend_netx"))  # nir, native
+    return steps * (frontends + 2 + bundle.has("backbone_step"))  # torch and native backbones, onnxruntime
 
 
 def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2, steps: int = 20,
@@ -58,14 +60,15 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
     reference = step_layers(bundle.frontend_runtime("torch"), frames, on_step=on_step)
     outcome: dict[str, Any] = {"inputs": description, "frontend": {}, "backbone": {}}
     passed = True
-    kinds = [k for k, key in (("nir", "frontend_nir"), ("lava", "frontend_netx")) if bundle.has(key)]
+    kinds = [k for k, key in (("nir", "frontend_nir"), ("native", "frontend_nir"), ("lava", "frontend_netx"))
+             if bundle.has(key)]
     if not include_lava and "lava" in kinds:
         kinds.remove("lava")
     for kind in kinds:
         with bundle.frontend_runtime(kind, steps_per_sample=steps) as runtime:
             spikes = step_layers(runtime, frames, on_step=on_step)
         agreement = {name: float((spikes[name] == reference[name]).float().mean()) for name in reference if name in spikes}
-        required = 1.0 if kind == "nir" else LAVA_MIN_AGREEMENT
+        required = LAVA_MIN_AGREEMENT if kind == "lava" else 1.0
         ok = all(a >= required for a in agreement.values()) and set(agreement) == set(reference)
         passed &= ok
         outcome["frontend"][kind] = {"agreement_per_layer": agreement, "required": required, "passed": ok}
@@ -84,16 +87,18 @@ def verify_bundle(bundle: Bundle, events: str | None = None, *, samples: int = 2
     if not bundle.has("backbone_step"):
         outcome["backbone"]["onnxruntime"] = "not verified (no ONNX backbone in this bundle)"
     want_anytime, _ = step_backbone(bundle.backbone_runtime("torch"), spikes, on_step=on_step)
-    for kind in ("onnxruntime",) if bundle.has("backbone_step") else ():
+    for kind in ("onnxruntime", "native") if bundle.has("backbone_step") else ("native",):
         runtime = bundle.backbone_runtime(kind)
         got_anytime, got_final = step_backbone(runtime, spikes, on_step=on_step)
         worst_anytime = float((got_anytime - want_anytime).abs().max())
         final = float((got_final - offline).abs().max())
-        full = float((torch.as_tensor(runtime.run(spikes)) - offline).abs().max()) if bundle.has("backbone") else None
-        ok = max(worst_anytime, final, full or 0.0) <= BACKBONE_TOLERANCE
+        full = (float((torch.as_tensor(runtime.run(spikes)) - offline).abs().max())
+                if bundle.has("backbone") or kind == "native" else None)
+        tolerance = NATIVE_BACKBONE_TOLERANCE if kind == "native" else BACKBONE_TOLERANCE
+        ok = max(worst_anytime, final, full or 0.0) <= tolerance
         passed &= ok
         outcome["backbone"][kind] = {"max_abs_anytime_logit_diff": worst_anytime, "max_abs_final_logit_diff": final,
-                                     "max_abs_full_graph_logit_diff": full, "tolerance": BACKBONE_TOLERANCE,
+                                     "max_abs_full_graph_logit_diff": full, "tolerance": tolerance,
                                      "passed": ok}
     outcome["passed"] = bool(passed)
     outcome["checked"] = [f"frontend {k}" for k in kinds] + [f"backbone {k}" for k, v in outcome["backbone"].items()
@@ -118,14 +123,14 @@ def _pipeline_step_seconds(bundle: Bundle, frontend: str, backbone: str, frames:
     return seconds
 
 
-def bench_work(bundle: Bundle, steps: int) -> int:
+def bench_work(bundle: Bundle, steps: int, backbone: str = "onnxruntime") -> int:
     """The `on_step` calls `bench_bundle` makes (front-end and backbone steps of each pipeline timed)."""
-    return 2 * steps * (2 if bundle.has("backbone_step") else 1)
+    return 2 * steps * (2 if bundle.has("backbone_step") or backbone != "onnxruntime" else 1)
 
 
 @torch.no_grad()
 def bench_bundle(bundle: Bundle, *, steps: int = 300, batch: int = 32, frontend: str = "torch",
-                 on_step=None) -> dict[str, Any]:
+                 backbone: str = "onnxruntime", on_step=None) -> dict[str, Any]:
     """Per-step latency at batch 1 (bundle runtimes vs PyTorch eager `step`) and offline throughput;
     `on_step()` after every timed front-end or backbone step (`bench_work` of them: a progress bar)."""
     c = bundle.config
@@ -133,16 +138,18 @@ def bench_bundle(bundle: Bundle, *, steps: int = 300, batch: int = 32, frontend:
     model = bundle.model()
     eager = _pipeline_step_seconds(bundle, "torch", "torch", frames, on_step)
     out: dict[str, Any] = {"steps": steps, "eager_torch_step": _percentiles_us(eager)}
-    if bundle.has("backbone_step"):
-        pipeline = _pipeline_step_seconds(bundle, frontend, "onnxruntime", frames, on_step)
-        out[f"{frontend}_frontend+onnxruntime_step"] = _percentiles_us(pipeline)
-        out["speedup_p50_vs_eager"] = out["eager_torch_step"]["p50_us"] / out[f"{frontend}_frontend+onnxruntime_step"]["p50_us"]
+    pipeline_key = f"{frontend}_frontend+{backbone}_step"
+    timed_pipeline = bundle.has("backbone_step") or backbone != "onnxruntime"
+    if timed_pipeline:
+        pipeline = _pipeline_step_seconds(bundle, frontend, backbone, frames, on_step)
+        out[pipeline_key] = _percentiles_us(pipeline)
+        out["speedup_p50_vs_eager"] = out["eager_torch_step"]["p50_us"] / out[pipeline_key]["p50_us"]
     big = torch.poisson(torch.full((batch, min(steps, 300), c.input_channels, c.input_height, c.input_width), 0.1))
     start = time.perf_counter()
     model(big)
     offline = time.perf_counter() - start
     out["offline_torch_samples_per_s"] = batch / offline
-    timed = pipeline if bundle.has("backbone_step") else eager
+    timed = pipeline if timed_pipeline else eager
     # recorded time / wall time over all timed steps (neurodeploy.realtime): > 1 is faster than real time
     out["real_time_factor_batch1"] = real_time_factor_of_steps(timed, bundle.dt_us / 1e6)
     return out

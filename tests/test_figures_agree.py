@@ -35,7 +35,7 @@ def test_run_picks_the_best_runtime_and_says_which(onnx_bundle, tmp_path):
     result = CliRunner().invoke(main, ["run", str(onnx_bundle), str(asset_path(ASSET_RECORDING)), "--window-us",
                                        "300000"])
     assert result.exit_code == 0, result.output
-    assert "runtimes: front-end torch (no NIR in this bundle), backbone onnxruntime" in result.output
+    assert "runtimes: front-end torch (no NIR in this bundle), backbone native" in result.output
     assert "faster than real time" in result.output or "slower than real time" in result.output
     assert "events lost on the way: 0" in result.output
     # sample times are relative to the recording's start, also for epoch-stamped recordings
