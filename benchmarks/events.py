@@ -17,10 +17,11 @@ import numpy as np
 import neurodeploy.events as E
 
 CASES = [  # (file name, save kwargs, library or own)
-    ("x.aedat4", {"library": "faery"}, "dv-processing"),
-    ("x_evt2.raw", {"format": "evt2"}, "faery"),
+    ("x.aedat4", {"library": "faery"}, "faery"),
+    ("x_evt2.raw", {"format": "evt2"}, "own (vectorised)"),
+    ("x_evt21.raw", {"format": "evt2.1"}, "own (vectorised)"),
     ("x_evt3.raw", {"format": "evt3"}, "own (vectorised)"),
-    ("x.dat", {}, "faery"),
+    ("x.dat", {}, "own (vectorised)"),
     ("x3.aedat", {"format": "aedat3"}, "own"),
     ("x2.aedat", {"format": "aedat2", "layout": "dvs128"}, "own"),
     ("x.bin", {}, "own"),

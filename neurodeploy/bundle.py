@@ -8,7 +8,10 @@
     frontend.net          lava-dl netx HDF5 (when the front-end maps to Loihi)
     backbone.onnx         full-sequence graph; backbone_chunk.onnx, backbone_step.onnx: streaming
 
-Loading checks every hash: a changed or missing file is refused with its name.
+Loading checks every hash: a changed or missing file is refused with its name. Before that, the
+folder is checked as untrusted input (bundle_validation: regular files inside the folder, the
+manifest's schema, ONNX/HDF5 artifacts against the config and size budgets), and with
+`trusted_key` the manifest's ed25519 signature (bundle_signing).
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from typing import Any
 import torch
 
 from neurodeploy import __version__
-from neurodeploy.errors import NeurodeployError
+from neurodeploy.bundle_validation import (BundleError, check_hdf5, check_manifest_schema, check_onnx,
+                                           check_regular_file, read_manifest)
 from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint, save_checkpoint
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
 from neurodeploy.model.mamba_spike.model import MambaSpike
@@ -56,10 +60,6 @@ CONVENTIONS = {
     "onnx_state": "input name X, output name X_out (interface_ring, conv_state, ssm_state, feature_sum, count, pushed)",
     "custom_ops": "ai.neurodeploy::SelectiveScan (full/chunk), ai.neurodeploy::SelectiveStateUpdate (step)",
 }
-
-
-class BundleError(NeurodeployError, ValueError):
-    """A bundle that cannot be written or loaded; the message names the file and the way out."""
 
 
 def sha256_of(path: Path) -> str:
@@ -186,27 +186,22 @@ class Bundle:
                               f"does not have: {reason}")
 
 
-def load_bundle(directory: str | Path) -> Bundle:
-    """Open a bundle folder, checking the manifest and the sha256 of every artifact."""
+def load_bundle(directory: str | Path, *, trusted_key: str | Path | None = None) -> Bundle:
+    """Open a bundle folder, checking its files, the manifest and the sha256 of every artifact;
+    with `trusted_key` (an ed25519 public key PEM), also the manifest's signature."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
+    if not manifest_path.is_file() and not manifest_path.is_symlink():
         raise BundleError(f"{manifest_path}: missing; {directory} is not a bundle (make one with `neurodeploy export`)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{manifest_path}: not valid JSON ({err}); re-export the bundle") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{manifest_path}: field 'format' is not {BUNDLE_FORMAT!r}; re-export with this neurodeploy")
-    artifacts = manifest.get("artifacts")
-    if not isinstance(artifacts, dict) or FILES["model"] not in artifacts:
-        raise BundleError(f"{manifest_path}: field 'artifacts' is missing or lacks {FILES['model']}; re-export the bundle")
+    raw, manifest = read_manifest(directory, MANIFEST)
+    if trusted_key is not None:
+        from neurodeploy.bundle_signing import verify_manifest
+
+        verify_manifest(raw, manifest_path, trusted_key)
+    check_manifest_schema(manifest, manifest_path, set(FILES.values()), FILES["model"], BUNDLE_FORMAT)
+    artifacts = manifest["artifacts"]
     for name, entry in artifacts.items():
-        path = directory / name
-        if Path(name).name != name:
-            raise BundleError(f"{manifest_path}: artifact name {name!r} is not a plain file name")
-        if not path.is_file():
-            raise BundleError(f"{path}: listed in the manifest but missing; restore it or re-export the bundle")
+        path = check_regular_file(directory, name)
         actual = sha256_of(path)
         if actual != entry.get("sha256"):
             raise BundleError(
@@ -217,7 +212,29 @@ def load_bundle(directory: str | Path) -> Bundle:
         config = MambaSpikeConfig.from_dict(manifest["config"])
     except Exception as err:  # noqa: BLE001
         raise BundleError(f"{manifest_path}: field 'config' is not a valid model config: {err}") from None
+    _check_artifacts(directory, artifacts, config)
     return Bundle(directory, manifest, config)
+
+
+def _check_artifacts(directory: Path, artifacts: dict[str, Any], config: MambaSpikeConfig) -> None:
+    """Every graph against the config and the size budgets, before any runtime session is created."""
+    c = config
+    spikes = (c.spiking_channels, c.feature_height, c.feature_width)
+    state = {"interface_ring": (None, None, c.spike_features),
+             "conv_state": (c.n_layers, None, c.d_inner, c.d_conv),
+             "ssm_state": (c.n_layers, None, c.d_inner, c.d_state),
+             "feature_sum": (None, c.d_model)}
+    expected = {
+        FILES["backbone"]: {"spikes": (None, None, *spikes)},
+        FILES["backbone_chunk"]: {"spikes": (None, None, *spikes), **state},
+        FILES["backbone_step"]: {"spikes_t": (None, *spikes), **state},
+    }
+    for name in artifacts:
+        path = directory / name
+        if name in expected:
+            check_onnx(path, directory, expected[name])
+        elif name in (FILES["frontend_nir"], FILES["frontend_netx"]):
+            check_hdf5(path)
 
 
 def export(

@@ -222,10 +222,12 @@ def info(checkpoint: str, config_path: str | None, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 @with_transforms
 @json_option("Print the manifest as JSON.")
+@click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ed25519 private key (PEM): sign the manifest (manifest.json.sig), for `run --trust`.")
 def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | None, pool_rewrite: str | None,
            artifacts: str, netx_weight_scale: float | None, calibration: str | None,
            calibration_window_us: int | None, calibration_samples: int, force: bool, as_json: bool,
-           **transform_flags: Any) -> None:
+           sign_key: str | None, **transform_flags: Any) -> None:
     """Export CHECKPOINT to a deployment bundle folder.
 
     \b
@@ -285,6 +287,10 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
 
         result = bundle_mod.export(checkpoint, out_dir, options, config=config_path, sample_frames=frames,
                                    sample_description=described, progress=phase, force=force)
+    if sign_key is not None:
+        from neurodeploy.bundle_signing import sign_manifest
+
+        sign_manifest(result.directory / bundle_mod.MANIFEST, sign_key)
     manifest = result.manifest
     if as_json:
         _echo_json(manifest)
@@ -330,9 +336,11 @@ def _with_stream_options(fn):
 @click.argument("source")
 @_with_stream_options
 @json_option("Per-sample results and the summary as JSON.")
+@click.option("--trust", "trust_key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ed25519 public key (PEM): refuse the bundle unless its manifest is signed by it.")
 def run(bundle_dir: str, source: str, frontend: str | None, backbone: str | None, labels: str | None,
         window_us: int | None, follow: bool, realtime: bool, replay_factor: float, overflow: str,
-        queue_packets: int, idle_timeout: float, as_json: bool, **event_input: Any) -> None:
+        queue_packets: int, idle_timeout: float, as_json: bool, trust_key: str | None, **event_input: Any) -> None:
     """Stream SOURCE through a BUNDLE one time step at a time.
 
     SOURCE is an event file, `-` (CSV on stdin), tcp://HOST:PORT or unix:///PATH (DV network
@@ -349,10 +357,15 @@ def run(bundle_dir: str, source: str, frontend: str | None, backbone: str | None
     """
     from neurodeploy.stream import stream as open_stream
 
+    bundle = bundle_dir
+    if trust_key is not None:
+        from neurodeploy.bundle import load_bundle
+
+        bundle = load_bundle(bundle_dir, trusted_key=trust_key)  # refused here unless signed by the key
     console = _stderr_console(quiet=as_json)
     note = None if as_json else (lambda line: click.echo(line, err=True))
     interrupted = False
-    with open_stream(bundle_dir, source, frontend=frontend, backbone=backbone, follow=follow,
+    with open_stream(bundle, source, frontend=frontend, backbone=backbone, follow=follow,
                      idle_timeout_s=idle_timeout, labels=labels, window_us=window_us, realtime=realtime,
                      replay_factor=replay_factor, overflow=overflow, queue_packets=queue_packets,
                      transforms=transforms_from_cli(event_input), say=note,
@@ -408,6 +421,9 @@ def _print_run_summary(summary: dict) -> None:
                    f"queued, {summary['max_lag_s']:.2f} s behind")
     if summary.get("interrupted"):
         click.echo("interrupted (Ctrl-C): the figures above cover the samples finished before it")
+    if summary.get("time_jumps"):
+        click.echo(f"{summary['time_jumps']} time jumps over the limit (largest {summary['largest_time_jump_us']} us): "
+                   "the sample was closed at each")
 
 
 @main.command()

@@ -15,9 +15,18 @@ streamed sample's prediction equals the offline model's on those frames.
 Live sources are read on a thread into a bounded queue; when the pipeline falls behind,
 `overflow="block"` back-pressures the source and `overflow="drop_oldest"` discards the
 oldest queued packet and counts it. Nothing is dropped silently.
+
+Bounded for hostile or endless streams (issue 21): bins are computed `_BINS_PER_BATCH` at a time
+(an event an hour ahead cost one gap-sized allocation of 6 GiB); without labels, an event more
+than `max_time_jump_us` after the previous one closes the sample and re-anchors the windows at
+it (counted in `time_jumps`; a window run would otherwise step through every empty window of the
+gap); step latencies go into a LogHistogram instead of a list; the run keeps the last
+`keep_results` results and each sample its last `keep_steps` per-step entries, with counters for
+the summary.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import queue
@@ -38,6 +47,7 @@ from neurodeploy.bundle import Bundle, load_bundle
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.events.binning import FrameBinner, to_frames_dt
 from neurodeploy.events.labels import LabelSegment, labels_beside, read_label_file
+from neurodeploy.latency_histogram import LogHistogram
 from neurodeploy.events.transforms import SensorSizeError, TransformedSource, Transforms, as_transforms, check_fits
 from neurodeploy.realtime import real_time_factor
 from neurodeploy.runtimes.contract import BackboneRuntime, FrontendRuntime
@@ -45,6 +55,9 @@ from neurodeploy.sources import open_source
 
 Overflow = Literal["block", "drop_oldest"]
 _END = object()
+MIN_DT_US, MAX_DT_US = 1, 10_000_000
+_BINS_PER_BATCH = 256  # frames binned at once: bounds memory whatever the gap between events
+_INT64_MAX = np.iinfo(np.int64).max
 BACKLOG_LAG_S = 1.0  # a live packet older than this when taken: the pipeline is behind
 BACKLOG_WARN_EVERY_S = 5.0
 
@@ -63,10 +76,17 @@ class StreamOptions:
     queue_packets: int = 64  # bound of the live-source queue
     overflow: Overflow = "block"
     keep_anytime: bool = True
+    max_time_jump_us: int | None = 60_000_000  # without labels: a larger jump closes the sample (None: off)
+    keep_results: int = 10_000  # SampleResults kept in StreamRun.results (the summary counts all)
+    keep_steps: int = 100_000  # per-step entries (latency, anytime prediction) kept per sample: the last ones
 
     def __post_init__(self) -> None:
-        if self.dt_us <= 0:
-            raise StreamError(f"dt_us = {self.dt_us}; expected a positive number of microseconds")
+        if isinstance(self.dt_us, bool) or not isinstance(self.dt_us, int) or not MIN_DT_US <= self.dt_us <= MAX_DT_US:
+            raise StreamError(f"dt_us = {self.dt_us!r}; expected an integer {MIN_DT_US}..{MAX_DT_US} microseconds")
+        if self.max_time_jump_us is not None and self.max_time_jump_us < self.dt_us:
+            raise StreamError(f"max_time_jump_us = {self.max_time_jump_us}; expected at least dt_us ({self.dt_us})")
+        if self.keep_results < 1 or self.keep_steps < 1:
+            raise StreamError("keep_results and keep_steps must be >= 1")
         if self.window_us is not None and self.window_us <= 0:
             raise StreamError(f"window_us = {self.window_us}; expected a positive number of microseconds")
         if self.window_us is not None and self.labels is not None:
@@ -116,8 +136,13 @@ class StreamStats:
     steps: int = 0
     wall_s: float = 0.0
     compute_s: float = 0.0
-    step_latency_us: list[float] = field(default_factory=list)
-    decision_latency_us: list[float] = field(default_factory=list)
+    samples: int = 0
+    labelled: int = 0
+    correct: int = 0
+    time_jumps: int = 0  # implausible jumps forward (> max_time_jump_us): the sample was closed there
+    largest_time_jump_us: int = 0
+    step_latency_us: LogHistogram = field(default_factory=LogHistogram)
+    decision_latency_us: LogHistogram = field(default_factory=LogHistogram)
     source: dict[str, int] = field(default_factory=dict)
     max_backlog_packets: int = 0  # live: packets waiting in the queue, at most
     max_lag_s: float = 0.0  # live: age of a packet when the pipeline took it, at most
@@ -125,13 +150,17 @@ class StreamStats:
     events_removed_by_transforms: int = 0
     first_t_us: int | None = None  # the first event's timestamp: the recording's start
 
-    def summary(self, dt_us: int, results: list[SampleResult]) -> dict[str, Any]:
-        lat = np.asarray(self.step_latency_us, dtype=np.float64)
-        labelled = [r for r in results if r.label is not None]
+    def count(self, result: SampleResult) -> None:
+        self.samples += 1
+        if result.label is not None:
+            self.labelled += 1
+            self.correct += int(bool(result.correct))
+
+    def summary(self, dt_us: int, results: Any = None) -> dict[str, Any]:
         simulated_s = self.steps * dt_us / 1e6
         out: dict[str, Any] = {
-            "samples": len(results),
-            "accuracy": (sum(r.correct for r in labelled) / len(labelled)) if labelled else None,
+            "samples": self.samples,
+            "accuracy": (self.correct / self.labelled) if self.labelled else None,
             "steps": self.steps,
             "dt_us": dt_us,
             "events_received": self.events_received,
@@ -139,8 +168,10 @@ class StreamStats:
             "packets_dropped": self.packets_dropped,
             "events_dropped": self.events_dropped,
             "events_outside_samples": self.events_outside_samples,
-            "step_latency_us": _percentiles(lat),
-            "decision_latency_us": _percentiles(np.asarray(self.decision_latency_us, dtype=np.float64)),
+            "time_jumps": self.time_jumps,
+            "largest_time_jump_us": self.largest_time_jump_us,
+            "step_latency_us": self.step_latency_us.summary(),
+            "decision_latency_us": self.decision_latency_us.summary(),
             "wall_s": self.wall_s,
             # recorded time / wall time of processing (neurodeploy.realtime): > 1 is faster than real time
             "real_time_factor": real_time_factor(simulated_s, self.compute_s),
@@ -155,13 +186,6 @@ class StreamStats:
             "first_t_us": self.first_t_us,
         }
         return out
-
-
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
-    if values.size == 0:
-        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(values.mean()), "max": float(values.max())}
 
 
 class _Queued:
@@ -252,7 +276,8 @@ class StreamRun:
         self.labels_path = labels_path  # the labels file the samples were cut by, if any
         self.runtimes: tuple[str, str] | None = None  # (front-end, back-end) names, set by stream()
         self.stats = StreamStats()
-        self.results: list[SampleResult] = []
+        self.results: collections.deque[SampleResult] = collections.deque(maxlen=options.keep_results)
+        self._last_t: int | None = None  # the last event's time, for the time-jump check
 
     def close(self) -> None:
         """Release the runtimes (Lava stops its processes)."""
@@ -338,38 +363,46 @@ class StreamRun:
         sample: _Sample | None = None
         segments: Iterator[tuple[int, int | None, int | None]] | None = None
         pending_segment: tuple[int, int | None, int | None] | None = None
-        for arrival, packet in self._packets():
+        for arrival, whole in self._packets():
             self.stats.packets_received += 1
-            self.stats.events_received += len(packet)
-            while len(packet):
-                if segments is None:
-                    self.stats.first_t_us = int(packet["t"][0])
-                    segments = self._segments(int(packet["t"][0]))
-                    pending_segment = next(segments, None)
-                if sample is None:
-                    if pending_segment is None:  # after the last labelled segment
-                        self.stats.events_outside_samples += len(packet)
-                        break
-                    start, end, label = pending_segment
-                    before = packet["t"] < start
-                    self.stats.events_outside_samples += int(before.sum())
-                    packet = packet[~before]
-                    if not len(packet):
-                        break
-                    if end is not None and int(packet["t"][0]) >= end:
-                        # a whole sample passed without events: it still is a sample
+            self.stats.events_received += len(whole)
+            for packet, jumped in self._split_at_jumps(whole):
+                if jumped:
+                    # an implausible jump forward: close the sample at its last event, re-anchor at the jump
+                    if sample is not None:
+                        yield self._close(sample, arrival)
+                        sample = None
+                    segments = pending_segment = None
+                while len(packet):
+                    if segments is None:
+                        if self.stats.first_t_us is None:
+                            self.stats.first_t_us = int(packet["t"][0])
+                        segments = self._segments(int(packet["t"][0]))
+                        pending_segment = next(segments, None)
+                    if sample is None:
+                        if pending_segment is None:  # after the last labelled segment
+                            self.stats.events_outside_samples += len(packet)
+                            break
+                        start, end, label = pending_segment
+                        before = packet["t"] < start
+                        self.stats.events_outside_samples += int(before.sum())
+                        packet = packet[~before]
+                        if not len(packet):
+                            break
+                        if end is not None and int(packet["t"][0]) >= end:
+                            # a whole sample passed without events: it still is a sample
+                            sample = self._open(start, end, label)
+                            yield self._close(sample, arrival)
+                            sample, pending_segment = None, next(segments, None)
+                            continue
                         sample = self._open(start, end, label)
+                    inside = packet if sample.end is None else packet[packet["t"] < sample.end]
+                    if len(inside):
+                        self._feed(sample, inside, arrival)
+                    packet = packet[len(inside):]
+                    if sample.end is not None and len(packet):
                         yield self._close(sample, arrival)
                         sample, pending_segment = None, next(segments, None)
-                        continue
-                    sample = self._open(start, end, label)
-                inside = packet if sample.end is None else packet[packet["t"] < sample.end]
-                if len(inside):
-                    self._feed(sample, inside, arrival)
-                packet = packet[len(inside):]
-                if sample.end is not None and len(packet):
-                    yield self._close(sample, arrival)
-                    sample, pending_segment = None, next(segments, None)
         if sample is not None:
             yield self._close(sample, time.perf_counter())
             pending_segment = next(segments, None) if segments is not None else None
@@ -378,25 +411,65 @@ class StreamRun:
             for start, end, label in [pending_segment, *segments]:
                 yield self._close(self._open(start, end, label), time.perf_counter())
 
+    def _split_at_jumps(self, packet: np.ndarray) -> Iterator[tuple[np.ndarray, bool]]:
+        """The packet in pieces cut before every jump forward larger than max_time_jump_us (no
+        cut with labels: they say where samples are); True where a piece starts after a jump."""
+        limit = self.options.max_time_jump_us
+        if not len(packet):
+            return
+        t = packet["t"]
+        latest = np.maximum.accumulate(t)
+        if self._last_t is not None:
+            np.maximum(latest, self._last_t, out=latest)
+        previous = np.empty_like(t)
+        previous[0] = t[0] if self._last_t is None else self._last_t
+        previous[1:] = latest[:-1]
+        self._last_t = int(latest[-1])
+        if limit is None or self.options.labels is not None:
+            yield packet, False
+            return
+        # compare against previous + limit, saturated: subtracting int64 times could overflow
+        ceiling = np.where(previous > _INT64_MAX - limit, _INT64_MAX, previous + limit)
+        cuts = np.flatnonzero(t > ceiling)
+        for cut in cuts:
+            self.stats.time_jumps += 1
+            self.stats.largest_time_jump_us = max(self.stats.largest_time_jump_us, int(t[cut]) - int(previous[cut]))
+        after_jump = set(cuts.tolist())
+        bounds = [0, *cuts.tolist(), len(packet)]
+        for begin, end in zip(bounds[:-1], bounds[1:]):
+            if end > begin:
+                yield packet[begin:end], begin in after_jump
+
     # -- one sample ---------------------------------------------------------------------
     def _open(self, start: int, end: int | None, label: int | None) -> _Sample:
         batch = 1
         self.frontend.reset(batch)
         self.backbone.reset(batch)
         binner = FrameBinner(self.sensor_size, self.options.dt_us, t_start=start, dtype=np.float32)
-        return _Sample(index=len(self.results), start=start, end=end, label=label, binner=binner)
+        return _Sample(index=self.stats.samples, start=start, end=end, label=label, binner=binner,
+                       keep_steps=self.options.keep_steps)
 
     def _feed(self, sample: _Sample, events: np.ndarray, arrival: float) -> None:
         sample.n_events += len(events)
         sample.last_t = int(events["t"][-1])
         # the bins that end at or before the last event are complete
-        self._run_frames(sample, sample.binner.push(events), arrival)
+        sample.binner.push(events, max_bins=0)
+        self._advance(sample, int(events["t"].max()), arrival)
 
     def _run_frames(self, sample: _Sample, frames: np.ndarray, arrival: float | None) -> None:
         for frame in frames:
             self._step(sample, torch.from_numpy(frame).unsqueeze(0))
         if len(frames) and arrival is not None and self.live:
-            self.stats.decision_latency_us.append((time.perf_counter() - arrival) * 1e6)
+            self.stats.decision_latency_us.add((time.perf_counter() - arrival) * 1e6)
+
+    def _advance(self, sample: _Sample, t_us: int, arrival: float | None) -> None:
+        """Run every bin that ends by t_us, _BINS_PER_BATCH at a time: memory does not grow with a gap."""
+        ran = False
+        while len(frames := sample.binner.advance_to(t_us, max_bins=_BINS_PER_BATCH)):
+            self._run_frames(sample, frames, None)
+            ran = True
+        if ran and arrival is not None and self.live:
+            self.stats.decision_latency_us.add((time.perf_counter() - arrival) * 1e6)
 
     @torch.no_grad()
     def _step(self, sample: _Sample, frame: torch.Tensor) -> None:
@@ -410,7 +483,7 @@ class StreamRun:
         self.stats.steps += 1
         sample.steps += 1
         sample.latency_us.append(elapsed * 1e6)
-        self.stats.step_latency_us.append(elapsed * 1e6)
+        self.stats.step_latency_us.add(elapsed * 1e6)
         if self.options.keep_anytime and logits is not None:
             sample.anytime.append(int(logits.argmax(dim=-1)[0]))
 
@@ -423,15 +496,16 @@ class StreamRun:
             # open-ended (the whole stream): up to the bin of the last event, the last one partial
             n_bins = max(sample.steps, (sample.last_t - sample.start) // dt + 1, 1)
         if n_bins > sample.steps:
-            self._run_frames(sample, sample.binner.advance_to(sample.start + n_bins * dt), None)
+            self._advance(sample, sample.start + n_bins * dt, None)
         t = time.perf_counter()
         rest = self.frontend.flush()  # spikes still in a pipelined front-end: (1, n, C, H, W)
         for k in range(rest.shape[1]):
             self.backbone.step(rest[:, k])
         logits = torch.as_tensor(self.backbone.flush())
         self.stats.compute_s += time.perf_counter() - t
-        if self.live:
-            self.stats.decision_latency_us.append((time.perf_counter() - arrival) * 1e6)
+        decision_us = (time.perf_counter() - arrival) * 1e6 if self.live else None
+        if decision_us is not None:
+            self.stats.decision_latency_us.add(decision_us)
         scores = torch.softmax(logits[0], dim=-1)
         result = SampleResult(
             index=sample.index,
@@ -445,13 +519,16 @@ class StreamRun:
             spikes_per_layer=dict(self.frontend.spike_counts),
             anytime_predictions=tuple(sample.anytime),
             step_latency_us=tuple(sample.latency_us),
-            decision_latency_us=self.stats.decision_latency_us[-1] if self.live else None,
+            decision_latency_us=decision_us,
         )
         self.results.append(result)
+        self.stats.count(result)
         return result
 
     def summary(self) -> dict[str, Any]:
-        return self.stats.summary(self.options.dt_us, self.results)
+        out = self.stats.summary(self.options.dt_us, self.results)
+        out["results_kept"] = len(self.results)  # the last keep_results of them (a live run may never end)
+        return out
 
 
 @dataclass
@@ -464,8 +541,13 @@ class _Sample:
     steps: int = 0
     n_events: int = 0
     last_t: int = 0
-    anytime: list[int] = field(default_factory=list)
-    latency_us: list[float] = field(default_factory=list)
+    keep_steps: int = 100_000
+    anytime: collections.deque = field(init=False)
+    latency_us: collections.deque = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.anytime = collections.deque(maxlen=self.keep_steps)
+        self.latency_us = collections.deque(maxlen=self.keep_steps)
 
 
 def offline_frames(events: np.ndarray, sensor_size: tuple[int, int], dt_us: int, start: int, end: int) -> np.ndarray:

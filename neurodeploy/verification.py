@@ -37,7 +37,11 @@ def sample_frames(bundle: Bundle, events: str | None, samples: int, steps: int, 
     from neurodeploy.stream import StreamError
 
     recording = load_fitted(events, transforms, (c.input_width, c.input_height), **(reading or {}))
-    frames = to_frames_dt(recording.events, recording.sensor_size, bundle.dt_us, dtype=np.float32)
+    t = recording.events["t"]
+    span_bins = (int(t.max()) - int(t[0])) // bundle.dt_us + 1 if len(t) else 0
+    # only the bins the windows use: a recording with a large time gap must not be binned whole
+    frames = to_frames_dt(recording.events, recording.sensor_size, bundle.dt_us, dtype=np.float32,
+                          n_bins=min(span_bins, samples * steps))
     usable = (frames.shape[0] // steps) * steps
     if usable == 0:
         raise StreamError(f"{events}: {frames.shape[0]} bins of {bundle.dt_us} us, fewer than --steps {steps}")

@@ -60,6 +60,7 @@ from neurodeploy.runtimes.lava_layers import LavaLayer, LavaMappingError, lava_l
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.lava_compat import import_lava
 from neurodeploy.runtimes.lava_fixed_point import read_netx_layers
+from neurodeploy.runtimes import process_guard
 from neurodeploy.runtimes.contract import FrontendRuntime, RuntimeOperationError
 
 CHUNK_STEPS = 32  # steps per blocking Lava run; the I/O buffers hold one chunk
@@ -218,6 +219,7 @@ class LavaFrontendRuntime(FrontendRuntime):
         self._slot_start = 0  # Lava step before the current sample's first one
         self._open = True
         _open_runtimes.add(self)
+        process_guard.install()  # Lava's workers die with this interpreter, however it ends
         self._guard(lambda: self._handle.create_runtime(run_cfg=self._run_cfg))
         self.reset(1)
 

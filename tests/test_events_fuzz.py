@@ -26,7 +26,7 @@ def _valid_file(fmt: str) -> bytes:
             return f.read()
 
 
-FORMATS = ["aedat2", "aedat3", "evt2", "evt3", "dat", "nmnist_bin", "csv"]
+FORMATS = ["aedat2", "aedat3", "evt2", "evt2.1", "evt3", "dat", "nmnist_bin", "csv"]
 VALID = {fmt: _valid_file(fmt) for fmt in FORMATS}
 
 

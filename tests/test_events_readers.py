@@ -74,9 +74,9 @@ def test_evt3_wrap_sparse_and_faery_bug(tmp_path):
     back = E.load(tmp_path / "w.raw")
     assert back == rec
     assert back.stats.time_wraps == 3_000_000_000 // (1 << 24) or back.stats.time_wraps > 170
-    from neurodeploy.events import evt
-    _, packets = evt.open_packets(tmp_path / "w.raw", "evt3", None)
-    faery_events = np.concatenate(list(packets))
+    import faery
+    with faery.evt.Decoder(str(tmp_path / "w.raw"), dimensions_fallback=None, version_fallback="evt3") as decoder:
+        faery_events = E.from_faery(np.concatenate([p["events"] for p in decoder if p.get("events") is not None]))
     if np.array_equal(faery_events, ev):
         pytest.fail("faery now decodes sparse EVT3 wraps correctly: load() may use it again for EVT3")
 

@@ -31,7 +31,7 @@ SOURCE_SIZES = (("DVS128", (128, 128)), ("DAVIS240", (240, 180)), ("DAVIS346", (
 
 
 def _sizes_from_header(text: str) -> tuple[int, int] | None:
-    m = re.search(r"^#Sensor-Size:\s*(\d+)x(\d+)", text, re.MULTILINE)  # written by this toolkit
+    m = re.search(r"^#Sensor-Size:\s*(\d{1,9})x(\d{1,9})", text, re.MULTILINE)  # written by this toolkit
     if m:
         return int(m[1]), int(m[2])
     m = re.search(r"^#Source \d+:\s*(\S+)", text, re.MULTILINE)

@@ -11,11 +11,27 @@ import dataclasses
 
 import numpy as np
 
+from neurodeploy.errors import NeurodeployError
+
 from .types import EVENT_DTYPE
+
+
+# frames binned in one call: one event an hour after the others must not become a 6 GiB array
+# (issue 21); a longer span is a refusal naming the way out (stream it, or pass n_bins)
+MAX_FRAME_BYTES = 2 << 30
+
+
+class FrameBudgetError(NeurodeployError, ValueError):
+    """Binning that would allocate more than MAX_FRAME_BYTES."""
 
 
 def _accumulate(events: np.ndarray, bin_index: np.ndarray, n_bins: int, sensor_size, dtype) -> np.ndarray:
     width, height = sensor_size
+    needed = int(n_bins) * 2 * int(width) * int(height) * np.dtype(dtype).itemsize
+    if needed > MAX_FRAME_BYTES:
+        raise FrameBudgetError(f"{n_bins} bins of {width}x{height} would take {needed / 2**30:.1f} GiB, more than "
+                               f"{MAX_FRAME_BYTES / 2**30:.0f} GiB (a time gap?); stream the events (`neurodeploy "
+                               "run`), cut the recording, or bin fewer bins (n_bins=)")
     plane = height * width
     flat = (bin_index * 2 + (events["p"] > 0).astype(np.int64)) * plane \
         + events["y"].astype(np.int64) * width + events["x"].astype(np.int64)
@@ -130,7 +146,7 @@ class FrameBinner:
     def _bin_start(self, k: int) -> int:
         return self.t_start + k * self.dt_us
 
-    def push(self, events: np.ndarray) -> np.ndarray:
+    def push(self, events: np.ndarray, max_bins: int | None = None) -> np.ndarray:
         if len(events) == 0:
             return self._empty()
         if self.t_start is None:
@@ -139,13 +155,16 @@ class FrameBinner:
             raise ValueError(f"event at {int(events['t'].min())} us is older than the bins already returned "
                              f"(up to {self._bin_start(self.bins_done)} us)")
         self._pending.append(events)
-        return self.advance_to(int(events["t"].max()))
+        return self.advance_to(int(events["t"].max()), max_bins)
 
-    def advance_to(self, t_us: int) -> np.ndarray:
-        """Return the bins that end at or before t_us (time known to have passed, e.g. from a clock)."""
+    def advance_to(self, t_us: int, max_bins: int | None = None) -> np.ndarray:
+        """Return the bins that end at or before t_us (time known to have passed, e.g. from a clock);
+        at most max_bins of them (call again for the rest: a time gap need not be binned at once)."""
         if self.t_start is None:
             return self._empty()
         n_complete = max(0, (t_us - self.t_start) // self.dt_us) - self.bins_done
+        if max_bins is not None:
+            n_complete = min(n_complete, max_bins)
         if n_complete <= 0:
             return self._empty()
         events = np.concatenate(self._pending) if self._pending else np.zeros(0, EVENT_DTYPE)

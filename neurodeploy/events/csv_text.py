@@ -20,14 +20,17 @@ COLUMN_ALIASES = {"t": "t", "timestamp": "t", "ts": "t", "x": "x", "y": "y", "p"
 
 
 def size_from_comments(text: str) -> tuple[int, int] | None:
-    m = re.search(r"sensor[_ ]size\s*[:=]\s*\(?\s*(\d+)\s*[x,]\s*(\d+)", text, re.IGNORECASE)
+    m = re.search(r"sensor[_ ]size\s*[:=]\s*\(?\s*(\d{1,9})\s*[x,]\s*(\d{1,9})", text, re.IGNORECASE)
     if m:
         return int(m[1]), int(m[2])
-    w = re.search(r"width\s*[:=]\s*(\d+)", text, re.IGNORECASE)
-    h = re.search(r"height\s*[:=]\s*(\d+)", text, re.IGNORECASE)
+    w = re.search(r"width\s*[:=]\s*(\d{1,9})(?!\d)", text, re.IGNORECASE)
+    h = re.search(r"height\s*[:=]\s*(\d{1,9})(?!\d)", text, re.IGNORECASE)
     if w and h:
         return int(w[1]), int(h[1])
     return None
+
+
+_NUMERIC_LINE = re.compile(r"[0-9+\-, \t\r]*")
 
 
 class CsvDecoder(IncrementalDecoder):
@@ -77,6 +80,12 @@ class CsvDecoder(IncrementalDecoder):
             return np.zeros(0, EVENT_DTYPE), 0
         text = buf[:end].decode("utf-8", "replace")
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        # only digits, signs, commas and blanks reach numpy: its loadtxt tokenizer crashed the
+        # process (SIGSEGV, now and then) on a line of non-ASCII garbage in benchmarks/fuzz.py
+        bad = next((ln for ln in lines if not _NUMERIC_LINE.fullmatch(ln)), None)
+        if bad is not None:
+            raise self.error(f"unparsable line after line {self._line}: {bad[:60]!r}", offset,
+                             "every data line must be four integers separated by commas")
         try:
             values = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.int64, ndmin=2) \
                 if lines else np.zeros((0, 4), np.int64)

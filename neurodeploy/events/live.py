@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .convert import FAERY_DTYPE, from_dv, from_faery
+from .convert import FAERY_DTYPE, from_faery
 from .detect import detect_from_bytes
+from .dv_network import MAX_PACKET_BYTES, DvStreamReader
 from .errors import DecodeStats, EventFileError
 from .policy import PacketChecker, ReadPolicy
 from .readers import incremental_decoder
@@ -145,52 +146,63 @@ class FollowFile(_Source):
 
 class DvNetworkSource(_Source):
     """The DV network stream (AEDAT4 packets over TCP or a UNIX socket), as served by DV or by
-    dv-processing's NetworkWriter, read through dv_processing.io.NetworkReader. Ends when the
-    server closes the connection. TCP does not lose bytes; a connection cut mid-packet ends the
-    stream (dv-processing discards the incomplete packet; counted as one packet lost)."""
+    dv-processing's NetworkWriter, read and decoded by dv_network.DvStreamReader (dv-processing's
+    own reader aborted, hung or dropped queued packets uncounted on misbehaving peers). Ends when
+    the server closes the connection; a connection cut inside a packet counts it in packets_lost
+    (and its bytes in bytes_lost). Bounded: a packet may claim at most max_packet_bytes, the peer
+    may send at most max_bytes (None: no limit) and max_events events, and silence longer than
+    read_timeout_s is an error."""
 
     def __init__(self, host: str | None = None, port: int | None = None, *, socket_path: str | None = None,
                  sensor_size: tuple[int, int] | None = None, out_of_bounds: str = "error",
-                 non_monotonic: str = "error"):
+                 non_monotonic: str = "error", read_timeout_s: float = 10.0,
+                 max_packet_bytes: int = MAX_PACKET_BYTES, max_bytes: int | None = None,
+                 max_events: int | None = None):
         super().__init__()
-        import dv_processing as dv
-
         self.name = socket_path if socket_path is not None else f"tcp://{host}:{port}"
+        self.max_events = max_events
         try:
-            self._reader = dv.io.NetworkReader(socket_path) if socket_path is not None else \
-                dv.io.NetworkReader(host, int(port))
-        except Exception as exc:
+            if socket_path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(read_timeout_s)
+                sock.connect(socket_path)
+            else:
+                sock = socket.create_connection((host, int(port)), timeout=read_timeout_s)
+        except (OSError, ValueError, TypeError) as exc:
             raise EventFileError(self.name, f"cannot connect to the DV stream: {exc}",
                                  fix="start the DV NetworkWriter / DV output module first") from exc
-        if not self._reader.isEventStreamAvailable():
-            raise EventFileError(self.name, "the DV stream carries no events", field="stream",
-                                 fix="connect to an event output")
-        resolution = self._reader.getEventResolution()
-        header = (int(resolution[0]), int(resolution[1])) if resolution is not None else None
+        self._socket = sock
+        try:
+            self._reader = DvStreamReader(sock, self.name, self.stats, read_timeout_s=read_timeout_s,
+                                          max_packet_bytes=max_packet_bytes, max_bytes=max_bytes)
+        except BaseException:
+            sock.close()
+            raise
+        header = self._reader.resolution
         self.sensor_size = tuple(sensor_size) if sensor_size is not None else header
         if self.sensor_size is None:
+            sock.close()
             raise EventFileError(self.name, "the stream declares no resolution", field="sensor_size",
                                  fix="pass --sensor-size WxH (sensor_size=(width, height) in Python)")
         self._check = PacketChecker(self.name, self.sensor_size, ReadPolicy(out_of_bounds, non_monotonic), self.stats)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        while not self._stop.is_set():
-            try:
-                batch = self._reader.getNextEventBatch()
-            except Exception as exc:  # the peer cut the connection inside a packet
-                self.stats.packets_lost += 1
-                if "end of file" in str(exc).lower() or "eof" in str(exc).lower():
+        try:
+            while not self._stop.is_set():
+                packet = self._reader.next_packet()
+                if packet is None:
                     return
-                raise EventFileError(self.name, f"the DV stream failed: {exc}",
-                                     fix="check the server; reconnect to resume") from exc
-            if batch is None:
-                if not self._reader.isRunning():
-                    return
-                time.sleep(0.001)
-                continue
-            packet = self._check(from_dv(batch))
-            if len(packet):
-                yield packet
+                if self.max_events is not None and self.stats.events + len(packet) > self.max_events:
+                    raise EventFileError(self.name, f"the peer sent more than the budget of {self.max_events} events",
+                                         fix="raise max_events, or check the sender")
+                packet = self._check(packet)
+                if len(packet):
+                    yield packet
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._socket.close()
 
 
 class UdpSource(_Source):
@@ -203,8 +215,9 @@ class UdpSource(_Source):
     ends on an empty datagram (what send_udp() sends last), after idle_timeout_s, or on stop()."""
 
     def __init__(self, host: str, port: int, sensor_size: tuple[int, int], *, idle_timeout_s: float = 2.0,
-                 out_of_bounds: str = "error"):
+                 out_of_bounds: str = "error", max_bytes: int | None = None, max_events: int | None = None):
         super().__init__()
+        self.max_bytes, self.max_events = max_bytes, max_events  # budgets of the stream (None: none)
         self.sensor_size = tuple(sensor_size)
         self.idle_timeout_s = idle_timeout_s
         self.name = f"udp://{host}:{port}"
@@ -231,12 +244,19 @@ class UdpSource(_Source):
                 self.stats.bytes_read += len(data)
                 if not data:
                     return
+                if self.max_bytes is not None and self.stats.bytes_read > self.max_bytes:
+                    raise EventFileError(self.name, f"more than the budget of {self.max_bytes} bytes arrived",
+                                         fix="raise max_bytes, or check the senders")
+                if self.max_events is not None and \
+                        self.stats.events + len(data) // FAERY_DTYPE.itemsize > self.max_events:
+                    raise EventFileError(self.name, f"more than the budget of {self.max_events} events arrived",
+                                         fix="raise max_events, or check the senders")
                 whole = len(data) // FAERY_DTYPE.itemsize * FAERY_DTYPE.itemsize
                 self.stats.bytes_lost += len(data) - whole
                 raw = np.frombuffer(data, FAERY_DTYPE, count=whole // FAERY_DTYPE.itemsize)
                 if len(raw) == 0:
                     continue
-                if int(raw["t"][0]) < self._last_t or np.any(np.diff(raw["t"].astype(np.int64)) < 0):
+                if int(raw["t"][0]) < self._last_t or np.any(raw["t"][1:] < raw["t"][:-1]):
                     self.stats.packets_lost += 1
                     continue
                 self._last_t = int(raw["t"][-1])

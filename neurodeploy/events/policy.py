@@ -68,12 +68,13 @@ class PacketChecker:
             self.stats.out_of_bounds += n_out
         t = events["t"]
         if len(t):
-            steps = np.diff(t)
-            n_back = int(np.count_nonzero(steps < 0))
+            # compare, never subtract: a difference of two int64 times can overflow and flip sign
+            back = t[1:] < t[:-1]
+            n_back = int(np.count_nonzero(back))
             crossing = self.last_t is not None and int(t[0]) < self.last_t
             if n_back or crossing:
                 if self.policy.non_monotonic == "error":
-                    i = 0 if crossing else int(np.argmax(steps < 0)) + 1
+                    i = 0 if crossing else int(np.argmax(back)) + 1
                     before = self.last_t if crossing else int(t[i - 1])
                     raise EventFileError(
                         self.source,

@@ -54,7 +54,7 @@ def parse_header(text: bytes) -> PropheseeHeader:
                     elif k.strip() == "height" and _DECIMAL.fullmatch(v):
                         height = int(v)
         elif low.startswith("geometry "):
-            m = re.fullmatch(r"geometry\s+(\d+)\s*x\s*(\d+)", low)
+            m = re.fullmatch(r"geometry\s+(\d{1,9})\s*x\s*(\d{1,9})", low)
             if m:
                 width, height = int(m[1]), int(m[2])
         elif low.startswith("width "):
@@ -69,7 +69,7 @@ def parse_header(text: bytes) -> PropheseeHeader:
 
 # ASCII digits with spaces around: str.isdigit() also accepts '²' and str.strip() strips
 # control characters such as '\x1c' that int() refuses
-_DECIMAL = re.compile(r"[ \t]*[0-9]+[ \t]*")
+_DECIMAL = re.compile(r"[ \t]*[0-9]{1,9}[ \t]*")  # at most 9 digits: int() refuses 4300+
 
 
 def is_prophesee(buf: bytes) -> bool:

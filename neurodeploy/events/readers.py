@@ -14,18 +14,19 @@ from neurodeploy.errors import MissingFileError
 from . import aedat2, aedat3, aedat4, csv_text, dat, evt, numpy_io, nmnist_bin
 from .detect import FORMATS, detect_format
 from .errors import DecodeStats, EventFileError
-from .evt_incremental import Evt2Decoder, Evt3Decoder
+from .evt_incremental import Evt2Decoder, Evt3Decoder, Evt21Decoder
 from .incremental import IncrementalDecoder
 from .policy import PacketChecker, ReadPolicy
 from .time_range import check_time_range, rebase
 from .truncation import check_tail
-from .types import EVENT_DTYPE, Recording
+from .types import EVENT_DTYPE, Recording, _check_sensor_size
 
-# EVT3 is decoded by hand (evt_incremental.Evt3Decoder): faery 0.7.1's EVT3 decoder loses the
-# 24-bit time wrap when events are sparse (TIME_HIGH jumps by more than one step across the wrap)
-# and then clamps every later timestamp to just below 2**24 us without a word; see
-# tests/test_events_readers.py::test_faery_evt3_sparse_wrap_bug. faery still writes EVT3.
-LIBRARY_FORMATS = ("aedat4", "evt2", "evt2.1", "dat")
+# Only AEDAT4 is read through a library (faery; see aedat4.py for why not dv-processing). EVT 2/2.1/3
+# and DAT are decoded by hand (evt_incremental, dat): faery 0.7.1 loses EVT3's 24-bit time wrap
+# when events are sparse (tests/test_events_readers.py::test_evt3_wrap_sparse_and_faery_bug),
+# clamps EVT2/DAT times that go back without counting them, drops a final partial record silently
+# and panics on EVT 2.1, so a recording would give another answer opened than followed.
+LIBRARY_FORMATS = ("aedat4",)
 
 
 def incremental_decoder(fmt: str, source: str, sensor_size=None, stats=None, layout=None) -> IncrementalDecoder:
@@ -33,7 +34,7 @@ def incremental_decoder(fmt: str, source: str, sensor_size=None, stats=None, lay
     if fmt == "aedat2":
         return aedat2.Aedat2Decoder(source, sensor_size, stats, layout=layout)
     classes = {"aedat3": aedat3.Aedat3Decoder, "nmnist_bin": nmnist_bin.NmnistBinDecoder, "csv": csv_text.CsvDecoder,
-               "evt2": Evt2Decoder, "evt3": Evt3Decoder, "dat": dat.DatDecoder}
+               "evt2": Evt2Decoder, "evt2.1": Evt21Decoder, "evt3": Evt3Decoder, "dat": dat.DatDecoder}
     if fmt not in classes:
         raise EventFileError(source, f"format {fmt!r} cannot be decoded incrementally", field="format",
                              fix="AEDAT4 live data comes through the DV network stream (dv_network_source); "
@@ -68,11 +69,7 @@ class EventFileSource:
         if self.format in LIBRARY_FORMATS:  # the hand decoders count their own tail at the end
             self.stats.truncated_bytes += partial
         if self.format == "aedat4":
-            header, self._raw = aedat4.open_packets(self.path, stream)
-        elif self.format in ("evt2", "evt2.1"):
-            header, self._raw = evt.open_packets(self.path, self.format, override)
-        elif self.format == "dat":
-            header, self._raw = dat.open_packets(self.path, override)
+            header, self._raw = aedat4.open_packets(self.path, stream, policy.truncated, self.stats)
         elif self.format in ("npy", "npz"):
             events, header = numpy_io.read(self.path)
             self._raw = iter([events])
@@ -82,6 +79,13 @@ class EventFileSource:
         if self.sensor_size is None:
             self.close()
             raise _no_size(self.path, self.format)
+        try:
+            self.sensor_size = _check_sensor_size(self.sensor_size)
+        except ValueError as exc:  # a header's size is input like any other byte
+            self.close()
+            where = "the sensor_size given" if override else "the file's header"
+            raise EventFileError(self.path, f"{where}: {exc}", field="sensor_size",
+                                 fix="pass --sensor-size WxH (sensor_size= in Python)") from None
         self._check = PacketChecker(self.path, self.sensor_size, policy, self.stats)
 
     def _open_incremental(self, override, chunk_bytes, layout):

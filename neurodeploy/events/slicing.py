@@ -50,7 +50,8 @@ class Slicer:
 
     def push(self, events: np.ndarray) -> list[EventWindow]:
         if len(events):
-            if self._last_t is not None and int(events["t"][0]) < self._last_t or np.any(np.diff(events["t"]) < 0):
+            t = events["t"]
+            if self._last_t is not None and int(t[0]) < self._last_t or np.any(t[1:] < t[:-1]):
                 raise ValueError("slicing needs non-decreasing timestamps")
             self._last_t = int(events["t"][-1])
             if self.t_start is None:

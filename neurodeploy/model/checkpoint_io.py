@@ -16,6 +16,7 @@ import torch
 
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.model.family import RawCheckpoint
+from neurodeploy.model.validation import check_parameter_budget, safetensors_shapes
 
 # keys under which training scripts nest the weights, in the order they are tried
 STATE_DICT_KEYS = ("model_state_dict", "model", "state_dict")
@@ -46,6 +47,8 @@ def _read_safetensors(path: Path) -> RawCheckpoint:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    # the header alone, checked against the file and the parameter budget, before any tensor is read
+    safetensors_shapes(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
@@ -86,4 +89,5 @@ def _read_torch(path: Path) -> RawCheckpoint:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
     ):
         raise CheckpointReadError(f"{path}: no mapping of names to tensors found (tried the file and {', '.join(STATE_DICT_KEYS)})")
+    check_parameter_budget(str(path), sum(v.numel() for v in state_dict.values()))
     return RawCheckpoint(path, state_dict, container, {})

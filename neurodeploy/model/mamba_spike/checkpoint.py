@@ -21,6 +21,7 @@ import torch
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.model.mamba_spike.config import ConfigError, MambaSpikeConfig
 from neurodeploy.model.mamba_spike.model import MambaSpike
+from neurodeploy.model.validation import ValidationError, loads_json, safetensors_shapes
 
 FORMAT_NAME = "neurodeploy.mamba-spike"
 FORMAT_VERSION = "1"
@@ -115,6 +116,7 @@ def load_checkpoint(
             raise CheckpointError(f"{path}: bad config override: {err}") from None
     # the LIF buffers became config fields above; `.mem` is snnTorch's last membrane (state)
     weights = {k: v for k, v in state_dict.items() if not _LIF_KEY.match(k)}
+    _check_config_against_weights(path, cfg, weights)
     model = MambaSpike(cfg)
     _check_weights(path, weights, model.state_dict())
     model.load_state_dict(weights, strict=True)
@@ -141,6 +143,7 @@ def _read_safetensors_file(path: Path) -> tuple[dict[str, torch.Tensor], MambaSp
             f"{path}: not a checkpoint (neither a torch .pth/.pt file nor safetensors); expected the "
             "toolkit's .safetensors, a reference Mamba-Spike checkpoint_*.pth, or a state_dict file"
         )
+    safetensors_shapes(path)  # header checked against the file and the parameter budget before reading
     state_dict = load_file(str(path))
     if meta.get(_META_FORMAT) == FORMAT_NAME:
         if meta.get(_META_VERSION) != FORMAT_VERSION:
@@ -149,8 +152,11 @@ def _read_safetensors_file(path: Path) -> tuple[dict[str, torch.Tensor], MambaSp
                 "upgrade neurodeploy"
             )
         try:
-            cfg = MambaSpikeConfig.from_dict(json.loads(meta[_META_CONFIG]))
-        except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as err:
+            data = loads_json(meta[_META_CONFIG], f"{path} (metadata {_META_CONFIG!r})")
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, expected an object")
+            cfg = MambaSpikeConfig.from_dict(data)
+        except (KeyError, ValidationError, ConfigError, TypeError) as err:
             raise CheckpointError(f"{path}: metadata field {_META_CONFIG!r} is not a valid model config: {err}") from None
         return state_dict, cfg
     return state_dict, _infer_reference_config(path, state_dict, container={})
@@ -291,13 +297,40 @@ def _as_config(config: MambaSpikeConfig | Mapping[str, Any] | str | Path, path: 
         return config
     try:
         if isinstance(config, (str, Path)):
-            data = json.loads(Path(config).read_text())
+            data = loads_json(Path(config).read_bytes(), str(config))
             if isinstance(data, dict) and "config" in data and isinstance(data["config"], dict):
                 data = data["config"]  # a bundle manifest or an `info --json` dump
             return MambaSpikeConfig.from_dict(data)
         return MambaSpikeConfig.from_dict(dict(config))
-    except (OSError, json.JSONDecodeError, ConfigError, TypeError) as err:
+    except (OSError, ValidationError, ConfigError, TypeError) as err:
         raise CheckpointError(f"{path}: the config given for it is not usable: {err}") from None
+
+
+def _check_config_against_weights(path: Path, cfg: MambaSpikeConfig, weights: Mapping[str, torch.Tensor]) -> None:
+    """Believe the config only where the weights agree, before building the model: every size that
+    allocates (d_model, d_inner, d_state, n_layers, channels, the input via spike_features, classes)
+    is tied to a tensor of the file, so a forged config cannot build a model larger than its weights."""
+    expected = {
+        "input_proj.weight": (cfg.d_model, cfg.spike_features),
+        "classifier.weight": (cfg.num_classes, cfg.d_model),
+        "mamba_blocks.0.mamba.A_log": (cfg.d_inner, cfg.d_state),
+        "spiking_frontend.conv1.weight": (cfg.conv_channels, cfg.input_channels),
+        "spiking_frontend.conv3.weight": (cfg.spiking_channels,),
+        "mamba_blocks.0.mamba.conv1d.weight": (cfg.d_inner,),
+    }
+    for key, dims in expected.items():
+        if key not in weights:
+            raise CheckpointError(f"{path}: missing weight {key!r}; the checkpoint does not match the model config")
+        shape = tuple(weights[key].shape)
+        if shape[:len(dims)] != dims:
+            raise CheckpointError(f"{path}: weight {key!r} has shape {shape}, the config implies {dims} in front; "
+                                  "the config does not match the weights (pass the right --config)")
+    if tuple(weights["mamba_blocks.0.mamba.conv1d.weight"].shape)[-1] != cfg.d_conv:
+        raise CheckpointError(f"{path}: mamba_blocks.0.mamba.conv1d.weight does not have d_conv = {cfg.d_conv} taps")
+    blocks = {int(m.group(1)) for k in weights if (m := re.match(r"mamba_blocks\.(\d+)\.", k))}
+    if blocks != set(range(cfg.n_layers)):
+        raise CheckpointError(f"{path}: the weights hold {len(blocks)} mamba_blocks, the config says n_layers = "
+                              f"{cfg.n_layers}; the config does not match the weights")
 
 
 def _check_weights(path: Path, weights: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:

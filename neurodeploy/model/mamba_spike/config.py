@@ -14,6 +14,7 @@ Reset = Literal["subtract", "zero", "none"]
 ResetTiming = Literal["delayed", "immediate"]
 InterfaceMode = Literal["centered", "causal"]
 
+MAX_INTERFACE_WINDOW = 10_000
 _CHOICES = {
     "pooling": ("max", "avg", "sum"),
     "reset": ("subtract", "zero", "none"),
@@ -66,10 +67,18 @@ class MambaSpikeConfig:
                 raise ConfigError(f"config field {name!r} = {value!r}; expected a positive integer")
         if self.input_height < 4 or self.input_width < 4:
             raise ConfigError(f"input {self.input_height}x{self.input_width} is too small for two 2x2 poolings")
+        for name in ("beta", "threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"config field {name!r} = {value!r}; expected a finite number")
         if not 0.0 <= self.beta <= 1.0:
             raise ConfigError(f"config field 'beta' = {self.beta}; expected 0 <= beta <= 1")
         if self.threshold <= 0:
             raise ConfigError(f"config field 'threshold' = {self.threshold}; expected > 0")
+        if self.interface_window > MAX_INTERFACE_WINDOW:
+            # the only size no weight implies: it allocates a ring of that many steps per stream
+            raise ConfigError(f"config field 'interface_window' = {self.interface_window}; expected at most "
+                              f"{MAX_INTERFACE_WINDOW} steps")
 
     # Derived sizes, named as in the official Mamba block.
     @property
