@@ -18,6 +18,7 @@ from neurodeploy.model.family import LoadedModel, ModelFamily, RawCheckpoint
 _FAMILY_MODULES = (
     "neurodeploy.model.mamba_spike.family",
     "neurodeploy.model.liquid.family",
+    "neurodeploy.model.vision_mamba.family",
 )
 
 
