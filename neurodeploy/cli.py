@@ -768,6 +768,12 @@ def eval_command(model_path: str, dataset: str, dataset_layout: str, labels_csv:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from neurodeploy.image_classification import is_image_checkpoint
+
+    if Path(model_path).is_file() and is_image_checkpoint(model_path):  # an image classifier: DATASET/<class>/<image>
+        click.get_current_context().invoke(classify, checkpoint=model_path, images=dataset, batch_size=batch_size,
+                                           as_json=as_json)
+        return
     from neurodeploy.evaluate import evaluate, write_eval
     from neurodeploy.eval_share import Binning, EvalSetup
 
@@ -1013,3 +1019,44 @@ def train(out_path: str, epochs: int, n_train: int, n_test: int, seed: int, dt_u
         _echo_json({"checkpoint": out_path, "metrics": result.metrics})
         return
     click.echo(f"test accuracy {result.metrics['test_accuracy']:.1%}; written {out_path}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", type=click.Path(exists=True))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON config for what the weights cannot tell (img_size, stride, divide_out, ...).")
+@click.option("--family", default=None, help="Model family, when the weights alone do not tell (e.g. vision-mamba).")
+@click.option("--onnx", "onnx_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Run this exported graph in onnxruntime instead of the PyTorch model.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Integer labels (.npy) for a .npy batch; class folders label themselves.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@json_option("Per-image results and the summary as JSON.")
+def classify(checkpoint: str, images: str, config_path: str | None, family: str | None, onnx_path: str | None,
+             labels: str | None, batch_size: int, as_json: bool) -> None:
+    """Classify an image folder or a .npy batch with an image model (Vision Mamba); with labels, the accuracy.
+
+    \b
+    Examples:
+      neurodeploy classify vim_checkpoint.pth val_images/            # val_images/<class>/<image>
+      neurodeploy classify vim.pth batch.npy --labels labels.npy --onnx vim.onnx
+    """
+    from neurodeploy.image_classification import classify_images
+    from neurodeploy.model.registry import load_model
+
+    loaded = load_model(checkpoint, config_path, family=family)
+    result = classify_images(loaded, images, runtime="onnx" if onnx_path else "torch", onnx_path=onnx_path,
+                             labels=labels, batch_size=batch_size)
+    payload = result.to_dict()
+    if as_json:
+        _echo_json({**payload, "notes": list(loaded.notes)})
+        return
+    for note in loaded.notes:
+        click.echo(f"note: {note}", err=True)
+    for row in payload["images"]:
+        label = f"  label {row['label']}" if "label" in row else ""
+        click.echo(f"{row['image']}: class {row['prediction']}{label}")
+    summary = payload["summary"]
+    if "top1" in summary:
+        click.echo(f"top-1 {summary['top1']:.1%}, top-5 {summary['top5']:.1%} over {summary['images']} images ({summary['runtime']})")

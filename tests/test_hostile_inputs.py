@@ -76,10 +76,14 @@ def test_aedat4_truncated_inside_a_packet_follows_the_policy(tmp_path):
 
 def test_dv_stream_fuzz_target():
     """The DV network reader on mutated streams (fed through a socket pair): errors or events."""
-    import sys
+    import importlib.util
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-    from fuzz import _decode_dv_stream
+    # loaded from its file: putting benchmarks/ on sys.path would let its lava.py shadow Lava
+    spec = importlib.util.spec_from_file_location(
+        "_fuzz_benchmark", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "fuzz.py"))
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    _decode_dv_stream = fuzz._decode_dv_stream
 
     from neurodeploy.events.mutation import dv_stream
 

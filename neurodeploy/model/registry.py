@@ -19,6 +19,7 @@ _FAMILY_MODULES = (
     "neurodeploy.model.mamba_spike.family",
     "neurodeploy.model.spikemamba_lm.family",
     "neurodeploy.model.liquid.family",
+    "neurodeploy.model.vision_mamba.family",
 )
 
 

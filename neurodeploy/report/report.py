@@ -24,7 +24,7 @@ from neurodeploy.report.record import SpikeRecord, record_run
 ESTIMATE_NOTE = ("Counts are measured from the run; energies are estimates: per-operation constants x counts, "
                  "ignoring memory traffic and I/O (method and sources: docs/energy_method.md in neurodeploy). "
                  "Calibration: every figure here is a per-operation estimate; a calibrated Loihi figure (SANA-FE) "
-                 "comes from `neurodeploy targets BUNDLE --sanafe`.")
+                 "comes from `report --sanafe` or `neurodeploy targets BUNDLE --sanafe`.")
 
 
 @dataclass(frozen=True)
