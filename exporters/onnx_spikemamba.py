@@ -36,23 +36,18 @@ from onnx import TensorProto, helper, numpy_helper
 from neurodeploy.errors import NeurodeployError, UnsupportedCapabilityError
 from neurodeploy.exporters.onnx_graph import GraphBuilder, stack_states
 from neurodeploy.exporters.onnx_mamba import MambaLayerWeights, emit_layer_sequence, emit_layer_step
-from neurodeploy.model.spikemamba_lm.model import FAMILY_NAME, LMState, SpikeMambaLM
-from neurodeploy.model.spikemamba_lm.neuron import ADAPT_DECAY, ADAPT_GAIN, GateState
+from neurodeploy.formats.onnx_spikemamba import GATE_FIELDS, state_names, state_to_feeds
+from neurodeploy.model.spikemamba_lm.model import FAMILY_NAME, SpikeMambaLM
+from neurodeploy.model.spikemamba_lm.neuron import ADAPT_DECAY, ADAPT_GAIN
 
 DEFAULT_OPSET = 20
 DEFAULT_TOLERANCE = 1e-4
 FORMAT = "neurodeploy.spikemamba-lm.{graph}/1"
-GATE_FIELDS = ("v", "current", "adapt", "refractory")  # GateState's fields, in order
 GraphKind = Literal["full", "step"]
 
 
 class SpikeMambaOnnxError(NeurodeployError, ValueError):
     """The exported graph does not reproduce the PyTorch model, or an argument is unusable."""
-
-
-def state_names(model_or_gates) -> tuple[str, ...]:
-    gates = model_or_gates.config.gates if hasattr(model_or_gates, "config") else model_or_gates
-    return ("conv_state", "ssm_state", *(f"{g}_{f}" for g in gates for f in GATE_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -375,33 +370,6 @@ def export_spikemamba(model: SpikeMambaLM, path: str | Path, graph: GraphKind, *
         export_seconds=seconds, parity_logits_max_abs=logits_err, parity_states_max_abs=states_err,
         parity_spikes_identical=spikes_ok, parity_sample=(int(sample.shape[0]), int(sample.shape[1])), tolerance=tolerance,
     )
-
-
-# -- state conversion ---------------------------------------------------------------------------------
-def state_to_feeds(state: LMState, gates: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """A PyTorch `LMState` as the graphs' stacked state arrays."""
-    feeds = {
-        "conv_state": torch.stack([layer.mamba.conv_state for layer in state.layers]),
-        "ssm_state": torch.stack([layer.mamba.ssm_state for layer in state.layers]),
-    }
-    for k, g in enumerate(gates):
-        for j, f in enumerate(GATE_FIELDS):
-            feeds[f"{g}_{f}"] = torch.stack([layer.gates[k][j] for layer in state.layers])
-    return {n: v.detach().cpu().numpy().astype(np.float32, copy=False) for n, v in feeds.items()}
-
-
-def feeds_to_state(feeds: dict[str, np.ndarray], gates: tuple[str, ...]) -> LMState:
-    """The inverse of `state_to_feeds` (names without the `_out` suffix)."""
-    from neurodeploy.model.mamba import MambaState
-    from neurodeploy.model.spikemamba_lm.model import LayerState
-
-    n_layers = feeds["conv_state"].shape[0]
-    t = {n: torch.from_numpy(np.array(v)) for n, v in feeds.items()}
-    return LMState(tuple(
-        LayerState(MambaState(t["conv_state"][i], t["ssm_state"][i]),
-                   tuple(GateState(*(t[f"{g}_{f}"][i] for f in GATE_FIELDS)) for g in gates))
-        for i in range(n_layers)
-    ))
 
 
 def _stack_spikes(spikes: dict[str, torch.Tensor], gate: str, n_layers: int) -> np.ndarray:

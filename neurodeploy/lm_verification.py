@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import torch
 
-from neurodeploy.exporters.onnx_spikemamba import state_names, state_to_feeds
+from neurodeploy.formats.onnx_spikemamba import state_names, state_to_feeds
 from neurodeploy.lm_bundle import LMBundle
 
 LOGITS_TOLERANCE = 1e-4

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neurodeploy.exporters.onnx_spikemamba import feeds_to_state, state_names, state_to_feeds
+from neurodeploy.formats.onnx_spikemamba import feeds_to_state, state_names, state_to_feeds
 from neurodeploy.model.spikemamba_lm.model import SpikeMambaLM, check_token_ids
 
 State = dict[str, np.ndarray]

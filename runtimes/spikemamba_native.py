@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neurodeploy.exporters.onnx_spikemamba import state_names
+from neurodeploy.formats.onnx_spikemamba import state_names
 from neurodeploy.model.spikemamba_lm.model import SpikeMambaLM
 from neurodeploy.model.spikemamba_lm.neuron import ADAPT_DECAY, ADAPT_GAIN
 from neurodeploy.runtimes.native import MambaLayerWeights, mamba_layer_step

@@ -17,8 +17,8 @@ from neurodeploy.cli import main
 from neurodeploy.errors import UnsupportedCapabilityError
 from neurodeploy.exporters.nir import UnsupportedLayerError
 from neurodeploy.exporters.nir_spikemamba import export_spikemamba_nir
-from neurodeploy.exporters.onnx_spikemamba import (build_spikemamba_model, export_spikemamba, state_names,
-                                                   state_to_feeds)
+from neurodeploy.exporters.onnx_spikemamba import build_spikemamba_model, export_spikemamba
+from neurodeploy.formats.onnx_spikemamba import state_names, state_to_feeds
 from neurodeploy.generation import SamplingOptions, TokenSourceError, generate, read_token_ids
 from neurodeploy.lm_bundle import export_lm_bundle, load_lm_bundle
 from neurodeploy.model.registry import load_model
