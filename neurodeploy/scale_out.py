@@ -1,7 +1,7 @@
 """The `dask` engine of `neurodeploy eval` and `report`: pieces of work as tasks on a Dask distributed cluster.
 
 `dask_client` + `run_pieces` are the engine (cluster, shipping the model, re-runs, progress);
-`run_on_dask` is eval's use of it, `report_share.report_record_on_dask` is report's.
+`run_on_dask` is eval's use of it, `report_share.record_on_dask` is report's.
 
 Why Dask (and not Ray first): `distributed` is pure Python on top of numpy-agnostic msgpack /
 tornado / cloudpickle, so it installs beside this project's pins (numpy < 2, torch == 2.13)
@@ -138,8 +138,8 @@ def run_pieces(client: Any, task: Callable[[str, Any], Any], model_path: str, pi
     run_id = uuid.uuid4().hex[:8]
     shipped = client.scatter(model_files(model_path), broadcast=True) if ship else None
     was_dir = Path(model_path).is_dir()
-    futures = {client.submit(_run_piece, task, model_path, piece, shipped, was_dir, key=f"neurodeploy-{name}-{run_id}-{i}",
-                             pure=False): size for i, (piece, size) in enumerate(zip(pieces, sizes))}
+    futures = {client.submit(_run_piece, task, model_path, piece, shipped, was_dir,
+                             key=f"neurodeploy-{name}-{run_id}-{i}", pure=False): size for i, (piece, size) in enumerate(zip(pieces, sizes))}
     results, done = [], 0
     for future in as_completed(list(futures)):
         results.append(future.result())
@@ -150,6 +150,7 @@ def run_pieces(client: Any, task: Callable[[str, Any], Any], model_path: str, pi
 
 
 def cluster_workers(client: Any) -> int:
+    """Workers the cluster has now."""
     return len(client.scheduler_info()["workers"])
 
 
