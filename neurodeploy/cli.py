@@ -657,11 +657,15 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str,
 @click.option("--sanafe", "sanafe", is_flag=True, help="Also run the first sample on SANA-FE's calibrated Loihi model "
               "(needs a netx front-end and the `sanafe` extra): energy and on-chip step time beside the per-op estimate.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="dask: the samples are sharded over a Dask cluster's workers (docs/scale_out.md).")
+@click.option("--address", default=None, help="Dask scheduler address (tcp://HOST:8786); default: a local cluster.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Workers of the local cluster (no --address).")
 @with_event_input
 @json_option("Print the report as JSON instead of Markdown.")
 def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: bool, host: str,
            devices_file: str | None, frontend: str, window_us: int | None, max_samples: int, sanafe: bool,
-           out_dir: str, as_json: bool, **event_input: Any) -> None:
+           out_dir: str, engine: str, address: str | None, workers: int, as_json: bool, **event_input: Any) -> None:
     """Spike counts, synaptic operations and estimated energy per sample on hardware targets.
 
     Writes JSON, CSV, Markdown and an HTML report with plots to --output. Energies are
@@ -671,6 +675,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     Examples:
       neurodeploy report bundle/ rec.npz --target loihi --host cpu
       neurodeploy report bundle/ rec.npz --compare-all --host arm -o out/
+      neurodeploy report bundle/ rec.npz --engine dask --address tcp://10.0.0.1:8786
     """
     from neurodeploy import cli_lm
     from neurodeploy.bundle import load_bundle
@@ -693,9 +698,16 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     frames, description = frames_of_samples(bundle, events, window_us=window_us, max_samples=max_samples,
                                             transforms=transforms, reading=reading_from_cli(event_input))
     with _progress_bar(as_json) as bar:
-        task = bar.add_task(f"{frontend} front-end, {frames.shape[0]} samples", total=frames.shape[1])
-        record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6,
-                                     name=frontend, on_step=lambda: bar.advance(task))
+        if engine == "dask":
+            from neurodeploy.report_share import record_on_dask
+
+            task = bar.add_task(f"{frontend} front-end on Dask, samples done", total=frames.shape[0])
+            record, _ = record_on_dask(bundle_dir, frames, frontend=frontend, dt_s=bundle.dt_us / 1e6, address=address,
+                                       workers=workers, progress=lambda done, _total: bar.update(task, completed=done))
+        else:
+            task = bar.add_task(f"{frontend} front-end, {frames.shape[0]} samples", total=frames.shape[1])
+            record = record_frontend_run(bundle.frontend_runtime(frontend), frames, dt_s=bundle.dt_us / 1e6,
+                                         name=frontend, on_step=lambda: bar.advance(task))
     result = build_report(bundle.model(), record, targets=targets, host=host, devices_file=devices_file,
                           dt_s=bundle.dt_us / 1e6)
     from neurodeploy.report.provenance import measured_what
