@@ -246,13 +246,15 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
     with in the bundle; `run`, `verify` and `report` then apply it unless given others.
     """
     from neurodeploy import bundle as bundle_mod
-    from neurodeploy import cli_lm
+    from neurodeploy import cli_families, cli_lm
     from neurodeploy.model.mamba_spike.provenance import checkpoint_facts
 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise bundle_mod.BundleError(f"{out_dir}: exists and is not empty; pass --force to replace it, or choose "
                                      "another --output folder")
+    if other := cli_families.checkpoint_family(checkpoint, family):  # liquid, vision-mamba: their own bundles
+        return cli_families.export_checkpoint(checkpoint, config_path, other, out_dir, as_json)
     if cli_lm.is_other_family(checkpoint, family):  # token models: model.safetensors + full/step ONNX graphs
         return cli_lm.export_other(checkpoint, config_path, family, out_dir, artifacts, as_json)
     if dt_us is None:
@@ -363,12 +365,14 @@ def run(bundle_dir: str, source: str, frontend: str | None, backbone: str | None
       neurodeploy run bundle/ davis346.aedat4 --downsample 34x34      # a real camera, scaled to the model
       neurodeploy run bundle/ tcp://127.0.0.1:7777 --crop 156,113,34,34 --denoise-us 10000
     """
-    from neurodeploy import cli_lm
+    from neurodeploy import cli_families, cli_lm
     from neurodeploy.lm_bundle import is_lm_bundle
     from neurodeploy.stream import stream as open_stream
 
     if is_lm_bundle(bundle_dir):  # a token model: SOURCE is token ids (file or -), --backbone picks the runtime
         return cli_lm.run_tokens(bundle_dir, source, backbone or "native", as_json)
+    if cli_families.bundle_family(bundle_dir):  # liquid: token ids streamed; vision-mamba: images classified
+        return cli_families.run_bundle(bundle_dir, source, backbone, labels, as_json)
     bundle = bundle_dir
     if trust_key is not None:
         from neurodeploy.bundle import load_bundle
@@ -578,6 +582,9 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
     from neurodeploy.stream import input_transforms
     from neurodeploy.verification import verify_bundle, verify_work
 
+    from neurodeploy.cli_families import refuse_bundle_command
+
+    refuse_bundle_command(bundle_dir, "verify")
     if is_lm_bundle(bundle_dir):  # a token model: EVENTS is a token-id file (default: seeded tokens), --steps tokens
         outcome = cli_lm.verify_tokens(bundle_dir, events, steps)
         _echo_json(outcome) if as_json else _print_tree(outcome)
@@ -624,6 +631,9 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str,
     from neurodeploy.lm_bundle import is_lm_bundle
     from neurodeploy.verification import bench_bundle, bench_work
 
+    from neurodeploy.cli_families import refuse_bundle_command
+
+    refuse_bundle_command(bundle_dir, "bench")
     if is_lm_bundle(bundle_dir):  # a token model: per-token latency at batch 1 over --steps tokens
         outcome = cli_lm.bench_tokens(bundle_dir, steps)
         return _echo_json(outcome) if as_json else _print_tree(outcome)
@@ -641,8 +651,8 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str,
 
 
 @main.command()
-@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
-@click.argument("events", type=click.Path(exists=True, dir_okay=False))
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True))
+@click.argument("events", type=click.Path(exists=True))
 @click.option("--target", "targets", multiple=True, default=("loihi",), show_default=True,
               help="Neuromorphic target for the front-end; repeat to compare several.")
 @click.option("--compare-all", is_flag=True, help="Compare every neuromorphic target of the device table.")
@@ -677,7 +687,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
       neurodeploy report bundle/ rec.npz --compare-all --host arm -o out/
       neurodeploy report bundle/ rec.npz --engine dask --address tcp://10.0.0.1:8786
     """
-    from neurodeploy import cli_lm
+    from neurodeploy import cli_families, cli_lm
     from neurodeploy.bundle import load_bundle
     from neurodeploy.lm_bundle import is_lm_bundle
     from neurodeploy.report import build_report, load_devices, write_report
@@ -687,6 +697,15 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
         explicit = targets if cli_lm.explicit_option("targets") or compare_all else ()
         host_given = host if cli_lm.explicit_option("host") else None  # else every host device
         return cli_lm.report_tokens(bundle_dir, events, explicit, host_given, devices_file, out_dir, as_json)
+    other = (cli_families.bundle_family(bundle_dir) if Path(bundle_dir).is_dir()
+             else cli_families.checkpoint_family(bundle_dir, None))
+    if other:  # liquid: EVENTS is token ids; vision-mamba: an image folder or .npy (a checkpoint works too)
+        return cli_families.report_family(bundle_dir, other, events, targets if cli_lm.explicit_option("targets") else (),
+                                          compare_all, host if cli_lm.explicit_option("host") else None,
+                                          devices_file, out_dir, as_json)
+    if Path(bundle_dir).is_file() or Path(events).is_dir():
+        raise click.BadParameter(f"{bundle_dir} {events}: expected a bundle folder and an event file (a checkpoint "
+                                 "or an image folder only for the liquid and vision-mamba families)")
     bundle = load_bundle(bundle_dir)
     frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     if compare_all:
