@@ -703,9 +703,10 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
         return cli_families.report_family(bundle_dir, other, events, targets if cli_lm.explicit_option("targets") else (),
                                           compare_all, host if cli_lm.explicit_option("host") else None,
                                           devices_file, out_dir, as_json)
-    if Path(bundle_dir).is_file() or Path(events).is_dir():
-        raise click.BadParameter(f"{bundle_dir} {events}: expected a bundle folder and an event file (a checkpoint "
-                                 "or an image folder only for the liquid and vision-mamba families)")
+    for path, wrong, what in ((bundle_dir, Path(bundle_dir).is_file(), "a file, not a bundle folder"),
+                              (events, Path(events).is_dir(), "a folder, not an event file")):
+        if wrong:  # a checkpoint / an image folder is taken only for the liquid and vision-mamba families
+            raise NeurodeployError(f"{path}: {what} (a checkpoint or an image folder only for liquid and vision-mamba)")
     bundle = load_bundle(bundle_dir)
     frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     if compare_all:
