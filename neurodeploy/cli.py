@@ -456,12 +456,14 @@ def inspect(path: str, as_json: bool, **event_input: Any) -> None:
       neurodeploy inspect recording.aedat4
       neurodeploy inspect davis346.aedat4 --downsample 34x34     # what the model would see
     """
-    from neurodeploy import cli_lm
+    from neurodeploy import cli_families, cli_lm
     from neurodeploy.inspection import describe
     from neurodeploy.lm_bundle import is_lm_bundle
 
     if is_lm_bundle(path):
         payload = cli_lm.describe_bundle(path)
+    elif cli_families.bundle_family(path):  # liquid, vision-mamba: the manifest, after every hash is checked
+        payload = cli_families.describe_bundle(path)
     else:
         payload = describe(Path(path), transforms=transforms_from_cli(event_input),
                            reading=reading_from_cli(event_input))

@@ -14,8 +14,9 @@ What each command means for them (docs/liquid.md, docs/vision_mamba.md):
 - `report`: liquid -> `liquid_report` on a token-id file (for a bundle, the spikes are the
   deployed NIR encoders'); vision -> `vision_mamba_report` (per image, from the geometry) for the
   images read.
+- `inspect`: the bundle's manifest, once every file's sha256 is checked.
 Options that mean nothing for a family (event reading, transforms, windows...) are refused by
-name, and commands not listed (verify, bench, inspect of these bundles) by
+name, and commands not listed (verify, bench of these bundles) by
 `UnsupportedCapabilityError`.
 """
 from __future__ import annotations
@@ -90,6 +91,14 @@ def refuse_bundle_command(path: str, command: str) -> None:
         raise UnsupportedCapabilityError(family, command, f"`neurodeploy {command}` is not wired for {family} bundles; "
                                          "`run` and `report` are (the bundle's parity was measured at export and is "
                                          "in its manifest)")
+
+
+def describe_bundle(path: str) -> dict:
+    """What `inspect` shows of a liquid / Vision Mamba bundle (loading it checks every sha256)."""
+    m = _load(path, bundle_family(path)).manifest
+    return {"kind": f"{m['family']} bundle", "path": path, "format": m["format"], "source": m["source"],
+            "config": m["config"], "files": m["files"], "parity": m["parity"], "notes": m["notes"],
+            "capabilities": {k: "yes" if c["supported"] else f"no: {c['reason']}" for k, c in m["capabilities"].items()}}
 
 
 # -- export -------------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ def test_liquid_export_writes_a_verified_bundle(liquid):
         assert manifest["config"]["integration_mode"] == mode
         assert all(sha256_of(bundle_dir / name) == digest for name, digest in manifest["files"].items())
         assert load_liquid_bundle(bundle_dir).manifest == manifest
+        shown = _ok("inspect", bundle_dir)
+        assert shown["kind"] == "liquid bundle" and shown["files"] == manifest["files"]
+        assert shown["capabilities"]["onnx_step"].startswith("yes" if mode == "sequential" else "no: ")
     assert "block_0_step.onnx" in bundles["sequential"][3]["files"]
     assert not any("step" in name for name in bundles["parallel"][3]["files"])
 
@@ -137,6 +140,7 @@ def test_vision_export_run_and_report_equal_the_python_api(vision, tmp_path):
     assert manifest["format"] == "neurodeploy.bundle.vision-mamba/1" and manifest["parity"]["onnx_logits_max_abs"] <= TOL
     assert set(manifest["files"]) == {"model.safetensors", "config.json", "model.onnx"}
     assert all(sha256_of(bundle_dir / name) == digest for name, digest in manifest["files"].items())
+    assert _ok("inspect", bundle_dir)["parity"] == manifest["parity"]
     loaded = load_model(ckpt)
     api = classify_images(loaded, root / "batch.npy", labels=root / "labels.npy")
     for backbone in ("onnxruntime", "torch"):
