@@ -87,6 +87,9 @@ def test_liquid_run_streams_tokens_like_the_torch_model(liquid):
                     for b in range(len(blocks)) for layer in ("lif1", "lif2")}
         assert row["spikes"] == expected
     assert sum(sum(r["spikes"].values()) for r in rows) > 0  # the encoders fire
+    piped = CliRunner().invoke(main, ["run", str(bundle_dir), "-", "--json"], input=" ".join(map(str, IDS[:4])))
+    assert piped.exit_code == 0, piped.output
+    assert [r["logits"] for r in json.loads(piped.stdout)["tokens"]] == [r["logits"] for r in rows[:4]]
     (root / "bad_ids.txt").write_text("1 2 99\n")
     _refused("run", bundle_dir, root / "bad_ids.txt", message="bad_ids.txt: token 2 is id 99")
     _refused("run", bundle_dir, root / "ids.txt", "--window-us", "1000", message="--window-us")
