@@ -277,7 +277,9 @@ class _PingPongBinding:
     def __init__(self, session: ort.InferenceSession, state: dict[str, np.ndarray], spikes_shape: tuple[int, ...],
                  logits_shape: tuple[int, ...]):
         self._session = session
-        self._sets = ({k: np.ascontiguousarray(state[k]).copy() for k in STATE_NAMES},
+        # np.array(order="C"), not np.ascontiguousarray: the latter turns the 0-d `count` and
+        # `pushed` into shape (1,), which onnxruntime 1.30 refuses against the graph's scalar outputs
+        self._sets = ({k: np.array(state[k], order="C", copy=True) for k in STATE_NAMES},
                       {k: np.empty_like(state[k]) for k in STATE_NAMES})
         self._spikes = np.zeros(spikes_shape, np.float32)
         self.logits = np.zeros(logits_shape, np.float32)

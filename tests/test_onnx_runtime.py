@@ -155,3 +155,18 @@ def test_runtime_needs_the_graph_it_is_asked_to_run(tmp_path):
         OnnxBackboneRuntime(full=path)
     with pytest.raises(FileNotFoundError, match="export_backbone_chunk"):
         OnnxBackboneRuntime(chunk=tmp_path / "missing.onnx")
+
+
+def test_tuned_step_binding_keeps_the_scalar_states_scalar(tmp_path):
+    """count and pushed are 0-d in the graph; the ping-pong binding must keep them 0-d (onnxruntime
+    1.30 refused the shape (1,) that np.ascontiguousarray had made of them)."""
+    model = small_model("causal")
+    path = export_backbone_step(model, tmp_path / "backbone_step.onnx", dt=1e-3).path
+    runtime = OnnxBackboneRuntime(step=path, tuned=True)
+    runtime.reset(1)
+    x = spikes(model.config, 1, 3)
+    for t in range(3):
+        runtime.step(x[:, t])
+    state = runtime.get_state()
+    assert state.count == 3 and state.pushed == 3
+    assert runtime._feeds["pushed"].shape == () and runtime._feeds["count"].shape == ()
