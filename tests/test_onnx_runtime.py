@@ -164,9 +164,9 @@ def test_tuned_step_binding_keeps_the_scalar_states_scalar(tmp_path):
     path = export_backbone_step(model, tmp_path / "backbone_step.onnx", dt=1e-3).path
     runtime = OnnxBackboneRuntime(step=path, tuned=True)
     runtime.reset(1)
-    x = spikes(model.config, 1, 3)
-    for t in range(3):
+    x = spikes(model.config, 1, 4)
+    for t in range(4):  # both state sets of the ping-pong pair, twice
         runtime.step(x[:, t])
+        assert runtime._feeds["pushed"].shape == () and runtime._feeds["count"].shape == ()
     state = runtime.get_state()
-    assert state.count == 3 and state.pushed == 3
-    assert runtime._feeds["pushed"].shape == () and runtime._feeds["count"].shape == ()
+    assert state.count == 4 and state.pushed == 4
