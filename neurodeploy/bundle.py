@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -32,7 +31,7 @@ from typing import Any
 import torch
 
 from neurodeploy import __version__
-from neurodeploy.bundle_validation import (BundleError, check_hdf5, check_manifest_schema, check_onnx,
+from neurodeploy.bundle_validation import (BundleError, sha256_of, check_hdf5, check_manifest_schema, check_onnx,
                                            check_regular_file, read_manifest)
 from neurodeploy.model.mamba_spike.checkpoint import load_checkpoint, save_checkpoint
 from neurodeploy.model.mamba_spike.config import MambaSpikeConfig
@@ -60,14 +59,6 @@ CONVENTIONS = {
     "onnx_state": "input name X, output name X_out (interface_ring, conv_state, ssm_state, feature_sum, count, pushed)",
     "custom_ops": "ai.neurodeploy::SelectiveScan (full/chunk), ai.neurodeploy::SelectiveStateUpdate (step)",
 }
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str | None]:

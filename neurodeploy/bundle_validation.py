@@ -16,6 +16,7 @@ The limits are listed in docs/bundle_format.md.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import stat
@@ -38,7 +39,8 @@ ONNX_OPS = {"Add", "AveragePool", "Cast", "Concat", "Constant", "ConstantOfShape
             "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where", "Equal", "Not", "And",
             "Clip", "Abs", "Pow", "Erf", "Softmax", "Range", "Tile", "CumSum", "Floor", "Mod", "GreaterOrEqual",
             "LessOrEqual", "Or", "Scan"}  # Scan runs once per element of its input: bounded
-CUSTOM_DOMAIN_OPS = {("ai.neurodeploy", "SelectiveScan"), ("ai.neurodeploy", "SelectiveStateUpdate")}
+CUSTOM_DOMAIN_OPS = {("ai.neurodeploy", "SelectiveScan"), ("ai.neurodeploy", "SelectiveStateUpdate"),
+                     ("ai.neurodeploy", "SelectiveScanUngated"), ("ai.neurodeploy", "SelectiveStateUpdateUngated")}
 # operators whose output size comes from an input tensor: (op, index of that input)
 _SHAPE_INPUTS = {"ConstantOfShape": 0, "Expand": 1, "Reshape": 1, "Tile": 1}
 
@@ -70,6 +72,34 @@ def check_regular_file(directory: Path, name: str, what: str = "artifact") -> Pa
     if path.resolve().parent != directory.resolve():
         raise BundleError(f"{path}: resolves outside the bundle folder {directory}")
     return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_family_manifest(directory: Path, manifest_name: str, fmt: str, what: str) -> dict[str, Any]:
+    """The manifest of a model family's bundle (token models, liquid, Vision Mamba): a regular JSON
+    file inside the folder whose `format` is `fmt`; `what` names the bundle kind in errors."""
+    _, manifest = read_manifest(directory, manifest_name)
+    if manifest.get("format") != fmt:
+        raise BundleError(f"{directory / manifest_name}: format {manifest.get('format')!r}, expected {fmt!r} ({what}); "
+                          "re-export it with this neurodeploy (`neurodeploy export CHECKPOINT -o DIR`)")
+    return manifest
+
+
+def check_hashed_files(directory: Path, digests: dict[str, Any]) -> None:
+    """Every listed file is a regular file inside the bundle (no links, no `..`) with the sha256 the
+    manifest records for it."""
+    for name, digest in digests.items():
+        path = check_regular_file(directory, name)
+        if sha256_of(path) != digest:
+            raise BundleError(f"{path}: sha256 differs from the manifest (the file was changed after export); "
+                              "re-export the bundle")
 
 
 def read_manifest(directory: Path, manifest_name: str) -> tuple[bytes, dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from neurodeploy.bundle import BundleError, package_versions, sha256_of
+from neurodeploy.bundle_validation import check_hashed_files, read_family_manifest
 from neurodeploy.exporters.nir_liquid import DEFAULT_DT_S, export_encoders
 from neurodeploy.exporters.onnx_liquid import DEFAULT_OPSET, export_onnx
 from neurodeploy.model.family import LoadedModel
@@ -94,21 +95,8 @@ def export_liquid(checkpoint: str | Path, out_dir: str | Path, *, config: Any = 
 
 def load_liquid_bundle(directory: str | Path) -> LiquidBundle:
     directory = Path(directory)
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{directory}: no {MANIFEST}; write a bundle with export_liquid()")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as err:
-        raise BundleError(f"{path}: not JSON ({err}); re-export the bundle") from None
-    if manifest.get("format") != FORMAT:
-        raise BundleError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r} (a Mamba-Liquid-Spiking bundle)")
-    for name, digest in manifest["files"].items():
-        file = directory / name
-        if not file.is_file():
-            raise BundleError(f"{file}: listed in the manifest but missing; re-export the bundle")
-        if sha256_of(file) != digest:
-            raise BundleError(f"{file}: sha256 differs from the manifest (changed after export); re-export the bundle")
+    manifest = read_family_manifest(directory, MANIFEST, FORMAT, "a Mamba-Liquid-Spiking bundle")
+    check_hashed_files(directory, manifest["files"])
     return LiquidBundle(directory, manifest, load_model(directory / MODEL_FILE, family="liquid"))
 
 

@@ -24,6 +24,7 @@ import torch
 
 from neurodeploy import __version__
 from neurodeploy.bundle import BundleError, package_versions, sha256_of
+from neurodeploy.bundle_validation import check_hashed_files, read_family_manifest
 from neurodeploy.model.family import LoadedModel
 from neurodeploy.model.spikemamba_lm.checkpoint import save_checkpoint
 from neurodeploy.model.spikemamba_lm.config import SpikeMambaLMConfig
@@ -93,26 +94,12 @@ class LMBundle:
 def load_lm_bundle(directory: str | Path) -> LMBundle:
     directory = Path(directory)
     manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        raise BundleError(f"{manifest_path}: missing; {directory} is not a bundle (make one with `neurodeploy export`)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{manifest_path}: not valid JSON ({err}); re-export the bundle") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != LM_BUNDLE_FORMAT:
-        raise BundleError(f"{manifest_path}: field 'format' is not {LM_BUNDLE_FORMAT!r}; re-export with this neurodeploy")
+    manifest = read_family_manifest(directory, MANIFEST, LM_BUNDLE_FORMAT, "a SpikeMamba LM bundle")
     artifacts = manifest.get("artifacts")
-    if not isinstance(artifacts, dict) or FILES["model"] not in artifacts:
+    if not isinstance(artifacts, dict) or FILES["model"] not in artifacts or \
+            not all(isinstance(entry, dict) for entry in artifacts.values()):
         raise BundleError(f"{manifest_path}: field 'artifacts' is missing or lacks {FILES['model']}; re-export the bundle")
-    for name, entry in artifacts.items():
-        path = directory / name
-        if Path(name).name != name:
-            raise BundleError(f"{manifest_path}: artifact name {name!r} is not a plain file name")
-        if not path.is_file():
-            raise BundleError(f"{path}: listed in the manifest but missing; restore it or re-export the bundle")
-        if sha256_of(path) != entry.get("sha256"):
-            raise BundleError(f"{path}: sha256 does not match the manifest: the file was changed after export; "
-                              "re-export the bundle")
+    check_hashed_files(directory, {name: entry.get("sha256") for name, entry in artifacts.items()})
     try:
         config = SpikeMambaLMConfig.from_dict(manifest["config"])
     except Exception as err:  # noqa: BLE001

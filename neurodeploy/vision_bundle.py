@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.bundle import BundleError, package_versions, sha256_of
+from neurodeploy.bundle import package_versions, sha256_of
+from neurodeploy.bundle_validation import check_hashed_files, read_family_manifest
 from neurodeploy.exporters.onnx_vision_mamba import DEFAULT_OPSET, export_vision_mamba
 from neurodeploy.model.family import LoadedModel
 from neurodeploy.model.registry import load_model
@@ -82,20 +83,7 @@ def export_vision_bundle(checkpoint: str | Path, out_dir: str | Path, *, config:
 
 def load_vision_bundle(directory: str | Path) -> VisionBundle:
     directory = Path(directory)
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{directory}: no {MANIFEST}; write a bundle with `neurodeploy export CHECKPOINT -o DIR`")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as err:
-        raise BundleError(f"{path}: not JSON ({err}); re-export the bundle") from None
-    if manifest.get("format") != FORMAT:
-        raise BundleError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r} (a Vision Mamba bundle)")
-    for name, digest in manifest["files"].items():
-        file = directory / name
-        if not file.is_file():
-            raise BundleError(f"{file}: listed in the manifest but missing; re-export the bundle")
-        if sha256_of(file) != digest:
-            raise BundleError(f"{file}: sha256 differs from the manifest (changed after export); re-export the bundle")
+    manifest = read_family_manifest(directory, MANIFEST, FORMAT, "a Vision Mamba bundle")
+    check_hashed_files(directory, manifest["files"])
     loaded = load_model(directory / MODEL_FILE, str(directory / CONFIG_FILE), family="vision-mamba")
     return VisionBundle(directory, manifest, loaded)

@@ -166,6 +166,14 @@ def test_bundle_roundtrip_and_tamper_refusal(upstream, tmp_path):
     assert bundle.manifest["rms_norm_eps"] == 2.0 ** -23
     with torch.no_grad():
         assert torch.equal(bundle.model()(sample_tokens(vocab=64)).logits, model(sample_tokens(vocab=64)).logits)
+    # a link out of the bundle is refused even when it points at the same bytes
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes((tmp_path / "lm" / "model_step.onnx").read_bytes())
+    (tmp_path / "lm" / "model_step.onnx").unlink()
+    (tmp_path / "lm" / "model_step.onnx").symlink_to(outside)
+    with pytest.raises(ValueError, match="symbolic link"):
+        load_lm_bundle(tmp_path / "lm")
+    (tmp_path / "lm" / "model_step.onnx").unlink()
     (tmp_path / "lm" / "model_step.onnx").write_bytes(b"changed")
     with pytest.raises(ValueError, match="model_step.onnx: sha256"):
         load_lm_bundle(tmp_path / "lm")

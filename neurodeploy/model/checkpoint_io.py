@@ -58,10 +58,12 @@ def _read_safetensors(path: Path) -> RawCheckpoint:
     return RawCheckpoint(path, tensors, {}, metadata)
 
 
-def _read_torch(path: Path) -> RawCheckpoint:
+def torch_load_safely(path: Path) -> Any:
+    """`torch.load(weights_only=True)` with the `argparse.Namespace` allow-list; any pickled object
+    outside it, and any unreadable file, is a `CheckpointReadError` naming the file and the way out."""
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001  (torch raises UnpicklingError, RuntimeError, EOFError...)
         text = str(err)
         if "GLOBAL" in text or "Unsupported" in text or "weights_only" in text.lower():
@@ -73,9 +75,13 @@ def _read_torch(path: Path) -> RawCheckpoint:
                 "or safetensors) from a trusted environment."
             ) from None
         raise CheckpointReadError(
-            f"{path}: not a checkpoint ({type(err).__name__}: {text[:200]}); expected a .safetensors, "
-            ".pth or .pt file"
+            f"{path}: not a readable torch checkpoint ({type(err).__name__}: {text[:200]}); expected a "
+            ".safetensors, .pth or .pt file"
         ) from None
+
+
+def _read_torch(path: Path) -> RawCheckpoint:
+    obj = torch_load_safely(path)
     if not isinstance(obj, dict):
         raise CheckpointReadError(f"{path}: holds a {type(obj).__name__}, expected a dict (a state_dict or a training checkpoint)")
     container: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import torch
 
 from neurodeploy.errors import NeurodeployError
+from neurodeploy.model.checkpoint_io import CheckpointReadError, torch_load_safely
 from neurodeploy.model.mamba_spike.config import ConfigError, MambaSpikeConfig
 from neurodeploy.model.mamba_spike.model import MambaSpike
 from neurodeploy.model.validation import ValidationError, loads_json, safetensors_shapes
@@ -165,19 +166,9 @@ def _read_safetensors_file(path: Path) -> tuple[dict[str, torch.Tensor], MambaSp
 # -- reference .pth --------------------------------------------------------------------------
 def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], MambaSpikeConfig | None]:
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  (torch raises UnpicklingError, RuntimeError, EOFError...)
-        text = str(err)
-        if "GLOBAL" in text or "Unsupported" in text or "weights_only" in text.lower():
-            found = re.search(r"GLOBAL ([\w.]+)", text)
-            what = f" ({found.group(1)})" if found else ""
-            raise CheckpointError(
-                f"{path}: the file contains pickled objects outside the allow-list{what}; neurodeploy "
-                "never executes pickled code. Re-save only the weights (torch.save(model.state_dict()) "
-                "or safetensors) from a trusted environment."
-            ) from None
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {text[:200]})") from None
+        obj = torch_load_safely(path)
+    except CheckpointReadError as err:
+        raise CheckpointError(str(err)) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a dict (a state_dict or a training checkpoint)")
     if "model_state_dict" in obj:
