@@ -584,9 +584,14 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
     from neurodeploy.stream import input_transforms
     from neurodeploy.verification import verify_bundle, verify_work
 
-    from neurodeploy.cli_families import refuse_bundle_command
+    from neurodeploy.cli_families import refuse_bundle_command, verify_family_bundle
 
     refuse_bundle_command(bundle_dir, "verify")
+    if (outcome := verify_family_bundle(bundle_dir, events)) is not None:  # liquid: EVENTS is token ids
+        _echo_json(outcome) if as_json else _print_tree(outcome)
+        if not outcome["passed"]:
+            sys.exit(EXIT_PARITY)
+        return
     if is_lm_bundle(bundle_dir):  # a token model: EVENTS is a token-id file (default: seeded tokens), --steps tokens
         outcome = cli_lm.verify_tokens(bundle_dir, events, steps)
         _echo_json(outcome) if as_json else _print_tree(outcome)

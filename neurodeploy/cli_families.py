@@ -87,10 +87,12 @@ def bundle_family(path: str | Path) -> str | None:
 
 def refuse_bundle_command(path: str, command: str) -> None:
     family = bundle_family(path)
+    if family == "liquid" and command == "verify":
+        return  # verify_family_bundle runs it
     if family is not None:
         raise UnsupportedCapabilityError(family, command, f"`neurodeploy {command}` is not wired for {family} bundles; "
-                                         "`run` and `report` are (the bundle's parity was measured at export and is "
-                                         "in its manifest)")
+                                         "`run` and `report` are, and `verify` for liquid bundles (the bundle's parity "
+                                         "was measured at export and is in its manifest)")
 
 
 def describe_bundle(path: str) -> dict:
@@ -124,6 +126,28 @@ def export_checkpoint(checkpoint: str, config_path: str | None, family: str, out
             click.echo(f"  {name}: NOT MADE: {cap['reason']}")
     for note in manifest["notes"]:
         click.echo(f"  note: {note}")
+
+
+# -- verify -------------------------------------------------------------------------------------
+def verify_family_bundle(bundle_dir: str, source: str | None) -> dict | None:
+    """`verify` of a liquid bundle (None for other bundles): every encoder layer's spikes NIR vs
+    torch, the ONNX pipeline's logits and, for sequential mode, stepped = full, on the token ids
+    of `source` (default: seeded ids); `passed` False is exit code 3."""
+    if bundle_family(bundle_dir) != "liquid":
+        return None
+    import torch
+
+    from neurodeploy.generation import read_token_ids
+    from neurodeploy.liquid_bundle import verify_liquid_bundle
+
+    bundle = _load(bundle_dir, "liquid")
+    ids = None
+    if source is not None:
+        ids = torch.tensor([_checked_ids(read_token_ids(source), source, bundle.loaded.config.vocab_size)])
+        if ids.shape[1] == 0:
+            raise NeurodeployError(f"{source}: no token ids read; a token source holds whitespace-separated integer ids")
+    report = verify_liquid_bundle(bundle, ids)
+    return {"bundle": bundle_dir, "family": "liquid", "passed": report["ok"], **report}
 
 
 # -- run ----------------------------------------------------------------------------------------

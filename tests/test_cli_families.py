@@ -98,8 +98,19 @@ def test_liquid_run_streams_tokens_like_the_torch_model(liquid):
 def test_liquid_run_refuses_a_non_causal_bundle_with_the_reason(liquid):
     root, bundles = liquid
     _refused("run", bundles["parallel"][2], root / "ids.txt", message="centred kernel")
-    _refused("verify", bundles["sequential"][2], message="verify")
     _refused("bench", bundles["sequential"][2], message="bench")
+
+
+def test_liquid_verify_checks_every_encoder_and_the_stepped_logits(liquid):
+    root, bundles = liquid
+    for mode in ("sequential", "parallel"):
+        result = CliRunner().invoke(main, ["verify", str(bundles[mode][2]), str(root / "ids.txt"), "--json"])
+        assert result.exit_code == 0, result.output
+        outcome = json.loads(result.output)
+        assert outcome["passed"] and outcome["encoders"]
+        assert all(e["mismatches"] == 0 and e["spikes_nir"] > 0 for e in outcome["encoders"])
+        assert ("stepped_logits_max_abs" in outcome) == (mode == "sequential")
+    _refused("verify", bundles["sequential"][2], root / "bad_ids.txt", message="bad_ids.txt: token 2 is id 99")
 
 
 def test_liquid_report_equals_the_python_api(liquid, tmp_path):
