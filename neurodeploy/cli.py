@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from neurodeploy import __version__
+from neurodeploy.cli_output import echo_artifacts, echo_json
 from neurodeploy.errors import NeurodeployError
 
 EXIT_PARITY = 3
@@ -71,10 +72,6 @@ class _Cli(click.Group):
         else:
             click.echo(f"Error: {message}", err=True)
         ctx.exit(EXIT_ERROR)
-
-
-def _echo_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str))
 
 
 def _sensor_size(value: str | None) -> tuple[int, int] | None:
@@ -195,7 +192,7 @@ def info(checkpoint: str, config_path: str | None, as_json: bool, family: str | 
     n_params = sum(p.numel() for p in model.parameters())
     payload = {"checkpoint": checkpoint, **facts, "config": dataclasses.asdict(config), "parameters": n_params}
     if as_json:
-        _echo_json(payload)
+        echo_json(payload)
     else:
         accuracy = facts["recorded_accuracy"]
         click.echo(f"{checkpoint}: {facts['kind']}, {n_params:,} parameters")
@@ -303,13 +300,10 @@ def export(checkpoint: str, out_dir: str, config_path: str | None, dt_us: int | 
         sign_manifest(result.directory / bundle_mod.MANIFEST, sign_key)
     manifest = result.manifest
     if as_json:
-        _echo_json(manifest)
+        echo_json(manifest)
         return
     click.echo(f"bundle written to {out_dir} (dt {dt_us} us)")
-    for name, entry in manifest["artifacts"].items():
-        click.echo(f"  {name:22s} {entry['bytes']:>10,d} bytes  sha256 {entry['sha256'][:12]}")
-    for name, reason in manifest["skipped"].items():
-        click.echo(f"  {name:22s} NOT MADE: {reason}")
+    echo_artifacts(manifest)
     for key, value in manifest["parity"].items():
         click.echo(f"  parity {key}: {value}")
     if manifest.get("pool_rewrite"):
@@ -408,7 +402,7 @@ def run(bundle_dir: str, source: str, frontend: str | None, backbone: str | None
     summary.update(frontend=frontend, backbone=backbone, labels=str(label_path) if label_path else None,
                    interrupted=interrupted)
     if as_json:
-        _echo_json({"summary": summary, "samples": [r.to_dict() for r in stream.results]})
+        echo_json({"summary": summary, "samples": [r.to_dict() for r in stream.results]})
         return
     _print_run_summary(summary)
 
@@ -468,7 +462,7 @@ def inspect(path: str, as_json: bool, **event_input: Any) -> None:
         payload = describe(Path(path), transforms=transforms_from_cli(event_input),
                            reading=reading_from_cli(event_input))
     if as_json:
-        _echo_json(payload)
+        echo_json(payload)
         return
     _print_tree(payload)
 
@@ -502,7 +496,7 @@ def targets(path: str, targets: tuple[str, ...], limits_file: str | None, sanafe
 
     payload = targets_report(path, targets, limits_file=limits_file, sanafe=sanafe, sanafe_steps=sanafe_steps)
     if as_json:
-        _echo_json(payload)
+        echo_json(payload)
         return
     click.echo(f"{path}: limits table {payload['limits_version']}")
     for verdict in payload["targets"]:
@@ -588,13 +582,13 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
 
     refuse_bundle_command(bundle_dir, "verify")
     if (outcome := verify_family_bundle(bundle_dir, events)) is not None:  # liquid: EVENTS is token ids
-        _echo_json(outcome) if as_json else _print_tree(outcome)
+        echo_json(outcome) if as_json else _print_tree(outcome)
         if not outcome["passed"]:
             sys.exit(EXIT_PARITY)
         return
     if is_lm_bundle(bundle_dir):  # a token model: EVENTS is a token-id file (default: seeded tokens), --steps tokens
         outcome = cli_lm.verify_tokens(bundle_dir, events, steps)
-        _echo_json(outcome) if as_json else _print_tree(outcome)
+        echo_json(outcome) if as_json else _print_tree(outcome)
         if not outcome["passed"]:
             sys.exit(EXIT_PARITY)
         return
@@ -607,7 +601,7 @@ def verify(bundle_dir: str, events: str | None, samples: int, steps: int, lava: 
                                 transforms=transforms, reading=reading_from_cli(event_input),
                                 on_step=lambda: bar.advance(task))
     if as_json:
-        _echo_json(outcome)
+        echo_json(outcome)
     else:
         _print_tree({k: v for k, v in outcome.items() if k != "checked"})
         if not bundle.has("frontend_nir"):
@@ -643,7 +637,7 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str,
     refuse_bundle_command(bundle_dir, "bench")
     if is_lm_bundle(bundle_dir):  # a token model: per-token latency at batch 1 over --steps tokens
         outcome = cli_lm.bench_tokens(bundle_dir, steps)
-        return _echo_json(outcome) if as_json else _print_tree(outcome)
+        return echo_json(outcome) if as_json else _print_tree(outcome)
     bundle = load_bundle(bundle_dir)
     frontend = frontend or ("native" if bundle.has("frontend_nir") else "torch")
     with _progress_bar(as_json) as bar:
@@ -652,7 +646,7 @@ def bench(bundle_dir: str, steps: int, batch: int, frontend: str, backbone: str,
         outcome = bench_bundle(bundle, steps=steps, batch=batch, frontend=frontend, backbone=backbone,
                                on_step=lambda: bar.advance(task))
     if as_json:
-        _echo_json(outcome)
+        echo_json(outcome)
     else:
         _print_tree(outcome)
 
@@ -744,7 +738,7 @@ def report(bundle_dir: str, events: str, targets: tuple[str, ...], compare_all: 
     paths = write_report(result, out_dir, provenance)
     calibrated = _calibrated_loihi(bundle, frames, result, out_dir, paths) if sanafe else None
     if as_json:
-        _echo_json({"inputs": description, "report": result.to_dict(), "calibrated_loihi": calibrated,
+        echo_json({"inputs": description, "report": result.to_dict(), "calibrated_loihi": calibrated,
                     "files": {k: str(v) for k, v in paths.items()}})
         return
     click.echo(f"inputs: {description}")
@@ -845,7 +839,7 @@ def eval_command(model_path: str, dataset: str, dataset_layout: str, labels_csv:
     paths = write_eval(result, out_dir)
     summary = result.summary()
     if as_json:
-        _echo_json({"summary": summary, "failures": [dataclasses.asdict(f) for f in result.failures],
+        echo_json({"summary": summary, "failures": [dataclasses.asdict(f) for f in result.failures],
                     "files": {k: str(v) for k, v in paths.items()}})
         return
     from neurodeploy.eval_tables import markdown
@@ -961,7 +955,7 @@ def demo(out_dir: str | None, lava: bool, live: bool, frontend: str, backbone: s
         if holder is not None and as_json:
             holder.cleanup()
     if as_json:
-        _echo_json(outcome)
+        echo_json(outcome)
     elif holder is not None:
         click.echo(f"(temporary folder {holder.name} is removed on exit; pass --out DIR to keep it)")
         holder.cleanup()
@@ -1055,7 +1049,7 @@ def train(out_path: str, epochs: int, n_train: int, n_test: int, seed: int, dt_u
         extra["transforms"] = json.dumps(transforms.to_list())
     save_trained(result, out_path, command="neurodeploy train " + " ".join(sys.argv[2:]), extra=extra)
     if as_json:
-        _echo_json({"checkpoint": out_path, "metrics": result.metrics})
+        echo_json({"checkpoint": out_path, "metrics": result.metrics})
         return
     click.echo(f"test accuracy {result.metrics['test_accuracy']:.1%}; written {out_path}")
 
@@ -1089,7 +1083,7 @@ def classify(checkpoint: str, images: str, config_path: str | None, family: str 
                              labels=labels, batch_size=batch_size)
     payload = result.to_dict()
     if as_json:
-        _echo_json({**payload, "notes": list(loaded.notes)})
+        echo_json({**payload, "notes": list(loaded.notes)})
         return
     for note in loaded.notes:
         click.echo(f"note: {note}", err=True)

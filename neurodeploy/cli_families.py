@@ -25,10 +25,10 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
+from neurodeploy.cli_output import echo_json
 from neurodeploy.errors import NeurodeployError, UnsupportedCapabilityError
 
 FAMILIES = ("liquid", "vision-mamba")
@@ -40,10 +40,6 @@ _OPTIONS = {
     "run": {"bundle_dir", "source", "backbone", "labels", "as_json"},
     "report": {"bundle_dir", "events", "targets", "compare_all", "host", "devices_file", "out_dir", "as_json"},
 }
-
-
-def _echo_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str))
 
 
 def _explicit(name: str) -> bool:
@@ -115,7 +111,7 @@ def export_checkpoint(checkpoint: str, config_path: str | None, family: str, out
 
         manifest = export_vision_bundle(checkpoint, out_dir, config=config_path).manifest
     if as_json:
-        _echo_json(manifest)
+        echo_json(manifest)
         return
     click.echo(f"bundle written to {out_dir} ({manifest['family']}, {manifest['format']})")
     for name, digest in manifest["files"].items():
@@ -207,7 +203,7 @@ def _run_liquid(bundle_dir: str, source: str, backbone: str | None, as_json: boo
                "latency_us": {"p50": statistics.median(latencies), "max": latencies[-1]},
                "spikes_per_token": {k: sum(r["spikes"][k] for r in rows) / len(rows) for k in rows[0]["spikes"]}}
     if as_json:
-        _echo_json({"summary": summary, "tokens": rows})
+        echo_json({"summary": summary, "tokens": rows})
         return
     click.echo(f"{len(rows)} tokens on NIR encoders + ONNX step graphs; per-token latency p50 "
                f"{summary['latency_us']['p50']:.0f} us")
@@ -227,7 +223,7 @@ def _run_vision(bundle_dir: str, source: str, backbone: str | None, labels: str 
     result = classify_images(bundle.loaded, source, runtime=runtime, onnx_path=bundle.onnx_path, labels=labels)
     payload = result.to_dict()
     if as_json:
-        _echo_json(payload)
+        echo_json(payload)
         return
     for row in payload["images"]:
         label = f"  label {row['label']}" if "label" in row else ""
@@ -254,7 +250,7 @@ def report_family(path: str, family: str, source: str, explicit_targets: tuple[s
     files["json"].write_text(json.dumps(payload, indent=2, default=str))
     files["markdown"].write_text(markdown)
     if as_json:
-        _echo_json({"report": payload, "files": {k: str(v) for k, v in files.items()}})
+        echo_json({"report": payload, "files": {k: str(v) for k, v in files.items()}})
         return
     click.echo(markdown)
     click.echo("written: " + ", ".join(str(p) for p in files.values()))

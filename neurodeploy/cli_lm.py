@@ -9,18 +9,13 @@ exit code 1 in the CLI's one error handler.
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
-from typing import Any
 
 import click
 
+from neurodeploy.cli_output import echo_artifacts, echo_json
 from neurodeploy.errors import NeurodeployError, UnsupportedCapabilityError
-
-
-def _echo_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str))
 
 
 def _config_dict(config) -> dict:
@@ -64,13 +59,10 @@ def export_loaded(loaded, checkpoint: str, out_dir: str, artifacts: str, explici
     bundle = export_lm_bundle(loaded, out_dir, artifacts=chosen, explicit=explicit, source=checkpoint)
     manifest = bundle.manifest
     if as_json:
-        _echo_json(manifest)
+        echo_json(manifest)
         return
     click.echo(f"bundle written to {out_dir} ({manifest['family']}, RMSNorm eps {manifest['rms_norm_eps']!r})")
-    for name, entry in manifest["artifacts"].items():
-        click.echo(f"  {name:22s} {entry['bytes']:>10,d} bytes  sha256 {entry['sha256'][:12]}")
-    for name, reason in manifest["skipped"].items():
-        click.echo(f"  {name:22s} NOT MADE: {reason}")
+    echo_artifacts(manifest)
     for key, value in manifest["parity"].items():
         click.echo(f"  parity {key}: logits {value['parity_logits_max_abs']:.2e}, states {value['parity_states_max_abs']:.2e}, "
                    f"spikes {'identical' if value['parity_spikes_identical'] else 'DIFFER'}")
@@ -131,7 +123,7 @@ def run_tokens(bundle_dir: str, source: str, runtime: str, as_json: bool) -> Non
         "firing_rate": {k: v / (len(results) * d_model) for k, v in spikes.items()},
     }
     if as_json:
-        _echo_json({"summary": summary, "tokens": [r.to_dict() for r in results]})
+        echo_json({"summary": summary, "tokens": [r.to_dict() for r in results]})
         return
     click.echo(f"{len(results)} tokens on {runtime}; per-token latency p50 {summary['latency_us']['p50']:.0f} us")
     for name, rate in summary["firing_rate"].items():
@@ -163,7 +155,7 @@ def report_tokens(bundle_dir: str, source: str, explicit_targets: tuple[str, ...
     report = build_lm_report(bundle.model(), torch.tensor([ids], dtype=torch.int64), hosts=hosts, devices_file=devices_file)
     paths = write_lm_report(report, out_dir)
     if as_json:
-        _echo_json({"report": report.to_dict(), "files": {k: str(v) for k, v in paths.items()}})
+        echo_json({"report": report.to_dict(), "files": {k: str(v) for k, v in paths.items()}})
         return
     click.echo(report.to_markdown())
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
@@ -190,7 +182,7 @@ def generate_tokens(bundle_dir: str, prompt_source: str, max_new_tokens: int, sa
     result = generate(bundle.token_runtime(runtime), read_token_ids(prompt_source), max_new_tokens, options,
                       stop_token=stop_token)
     if as_json:
-        _echo_json({"runtime": runtime, **result.to_dict()})
+        echo_json({"runtime": runtime, **result.to_dict()})
         return
     click.echo(" ".join(str(t) for t in result.generated))
     total = sum(sum(s.values()) for s in result.spikes_per_token)
@@ -221,7 +213,7 @@ def info_other(checkpoint: str, config_path: str | None, family: str | None, as_
 
     payload = describe_loaded(load_model(checkpoint, config_path, family=family), checkpoint)
     if as_json:
-        _echo_json(payload)
+        echo_json(payload)
     else:
         print_info(payload)
 
